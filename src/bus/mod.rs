@@ -1,0 +1,396 @@
+//! The bus: the one task that owns the serial port and runs Modbus transactions on it, one
+//! at a time. Others talk to it through a [`BusHandle`]; writes waiting in its queue go
+//! before reads. Each transaction keeps the inter-frame silence, has a timeout and retries,
+//! and ends in data, an exception (the device said no) or a transport failure (the line
+//! did not deliver an answer) — never in a stuck bus.
+
+mod port;
+
+use std::borrow::Cow;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_modbus::client::{Client, Context};
+use tokio_modbus::slave::SlaveContext;
+use tokio_modbus::{ExceptionCode, Request, Response, Slave};
+use tokio_util::sync::CancellationToken;
+
+use port::Port;
+pub use port::PortState;
+
+use crate::config::{Bus, UnitId};
+use crate::plan::ReadRequest;
+
+/// What a read returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadData {
+    Bits(Vec<bool>),
+    Words(Vec<u16>),
+}
+
+impl ReadData {
+    /// The data as words; a bit reads as 0 or 1.
+    pub fn words(&self) -> Vec<u16> {
+        match self {
+            ReadData::Words(words) => words.clone(),
+            ReadData::Bits(bits) => bits.iter().map(|b| u16::from(*b)).collect(),
+        }
+    }
+}
+
+/// One write transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRequest {
+    pub unit: UnitId,
+    pub address: u16,
+    pub data: WriteData,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteData {
+    /// Function 5.
+    Coil(bool),
+    /// Function 6.
+    Register(u16),
+    /// Function 16.
+    Registers(Vec<u16>),
+}
+
+impl WriteData {
+    pub fn function(&self) -> u8 {
+        match self {
+            WriteData::Coil(_) => 5,
+            WriteData::Register(_) => 6,
+            WriteData::Registers(_) => 16,
+        }
+    }
+}
+
+/// Why a transaction produced no data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// The device answered with an exception: the line is fine.
+    #[error("device refused: exception {}, {}", u8::from(*.0), .0)]
+    Exception(ExceptionCode),
+    /// Nothing came back in time.
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    /// Something came back but was not a valid answer (bad CRC, wrong unit, noise).
+    #[error("garbled answer: {0}")]
+    BadFrame(String),
+    /// The serial port is gone or cannot be opened.
+    #[error("serial port unavailable: {0}")]
+    PortDown(String),
+    /// The gateway is shutting down.
+    #[error("gateway is shutting down")]
+    Stopped,
+}
+
+impl BusError {
+    /// Short name for logs and stats.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BusError::Exception(_) => "exception",
+            BusError::Timeout(_) => "timeout",
+            BusError::BadFrame(_) => "bad_frame",
+            BusError::PortDown(_) => "port",
+            BusError::Stopped => "stopped",
+        }
+    }
+
+    /// A failure of the line rather than an answer from the device.
+    pub fn is_transport(&self) -> bool {
+        !matches!(self, BusError::Exception(_))
+    }
+}
+
+/// An open port with a Modbus client on it.
+pub struct Link {
+    client: Context,
+    port: Arc<PortState>,
+    settings: Bus,
+    last_frame_end: Instant,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("port", &self.settings.port)
+            .finish()
+    }
+}
+
+impl Link {
+    pub fn open(settings: &Bus) -> io::Result<Link> {
+        let (port, state) = Port::open(&settings.port, &settings.line)?;
+        Ok(Link {
+            client: tokio_modbus::client::rtu::attach(port),
+            port: state,
+            settings: settings.clone(),
+            last_frame_end: Instant::now(),
+        })
+    }
+
+    /// Counters of the open port.
+    pub fn port(&self) -> &Arc<PortState> {
+        &self.port
+    }
+
+    pub async fn read(&mut self, read: &ReadRequest) -> Result<ReadData, BusError> {
+        let (address, count) = (read.address, read.count);
+        let request = match read.table {
+            crate::config::Table::Coil => Request::ReadCoils(address, count),
+            crate::config::Table::Discrete => Request::ReadDiscreteInputs(address, count),
+            crate::config::Table::Holding => Request::ReadHoldingRegisters(address, count),
+            crate::config::Table::Input => Request::ReadInputRegisters(address, count),
+        };
+        let count = usize::from(count);
+        match self.transact(read.unit, request).await? {
+            Response::ReadCoils(mut bits) | Response::ReadDiscreteInputs(mut bits) => {
+                bits.truncate(count);
+                Ok(ReadData::Bits(bits))
+            }
+            Response::ReadHoldingRegisters(words) | Response::ReadInputRegisters(words)
+                if words.len() == count =>
+            {
+                Ok(ReadData::Words(words))
+            }
+            other => Err(BusError::BadFrame(format!(
+                "answer does not match the read: {other:?}"
+            ))),
+        }
+    }
+
+    pub async fn write(&mut self, write: &WriteRequest) -> Result<(), BusError> {
+        let address = write.address;
+        let (request, echo) = match &write.data {
+            WriteData::Coil(on) => (
+                Request::WriteSingleCoil(address, *on),
+                Response::WriteSingleCoil(address, *on),
+            ),
+            WriteData::Register(word) => (
+                Request::WriteSingleRegister(address, *word),
+                Response::WriteSingleRegister(address, *word),
+            ),
+            WriteData::Registers(words) => (
+                Request::WriteMultipleRegisters(address, Cow::Borrowed(words.as_slice())),
+                // At most 123 words fit one request.
+                Response::WriteMultipleRegisters(address, words.len() as u16),
+            ),
+        };
+        // A stray answer to an earlier request (a late slave) must not pass for this one.
+        match self.transact(write.unit, request).await? {
+            answer if answer == echo => Ok(()),
+            other => Err(BusError::BadFrame(format!(
+                "answer does not match the write: {other:?}"
+            ))),
+        }
+    }
+
+    /// One request with silence before it, a timeout, and retries on transport failures.
+    async fn transact(&mut self, unit: UnitId, request: Request<'_>) -> Result<Response, BusError> {
+        self.client.set_slave(Slave(unit.get()));
+        let mut attempt = 0;
+        loop {
+            let result = self.attempt(request.clone()).await;
+            match result {
+                Err(BusError::Timeout(_) | BusError::BadFrame(_))
+                    if attempt < self.settings.retries =>
+                {
+                    attempt += 1;
+                    tracing::debug!(unit = unit.get(), attempt, error = %result.as_ref().err().map(ToString::to_string).unwrap_or_default(), "retrying");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn attempt(&mut self, request: Request<'_>) -> Result<Response, BusError> {
+        let silence = self.settings.line.frame_silence() + self.settings.frame_gap;
+        tokio::time::sleep_until(self.last_frame_end + silence).await;
+        self.port.flush_before_next_write();
+        let received_before = self.port.received();
+        let timeout = self.settings.timeout;
+        let result = tokio::time::timeout(timeout, self.client.call(request)).await;
+        self.last_frame_end = Instant::now();
+        match result {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(exception))) => Err(BusError::Exception(exception)),
+            Ok(Err(tokio_modbus::Error::Protocol(e))) => Err(BusError::BadFrame(e.to_string())),
+            Ok(Err(tokio_modbus::Error::Transport(e))) => Err(classify_io(&e)),
+            Err(_elapsed) if self.port.received() > received_before => Err(BusError::BadFrame(
+                "no valid frame within the timeout (bad CRC or noise)".to_owned(),
+            )),
+            Err(_elapsed) => Err(BusError::Timeout(timeout)),
+        }
+    }
+}
+
+/// Decoding errors are the line's noise; anything else means the port itself failed.
+fn classify_io(e: &io::Error) -> BusError {
+    match e.kind() {
+        io::ErrorKind::InvalidData => BusError::BadFrame(e.to_string()),
+        io::ErrorKind::TimedOut => BusError::Timeout(Duration::ZERO),
+        _ => BusError::PortDown(e.to_string()),
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, BusError>>;
+
+/// A cheap, cloneable way to put transactions on the bus.
+#[derive(Debug, Clone)]
+pub struct BusHandle {
+    writes: mpsc::Sender<(WriteRequest, Reply<()>)>,
+    reads: mpsc::Sender<(ReadRequest, Reply<ReadData>)>,
+}
+
+impl BusHandle {
+    pub async fn read(&self, read: ReadRequest) -> Result<ReadData, BusError> {
+        let (reply, answer) = oneshot::channel();
+        self.reads
+            .send((read, reply))
+            .await
+            .map_err(|_| BusError::Stopped)?;
+        answer.await.unwrap_or(Err(BusError::Stopped))
+    }
+
+    /// Queues a write; it goes before any read still waiting.
+    pub async fn write(&self, write: WriteRequest) -> Result<(), BusError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send((write, reply))
+            .await
+            .map_err(|_| BusError::Stopped)?;
+        answer.await.unwrap_or(Err(BusError::Stopped))
+    }
+}
+
+/// The bus task before it runs.
+#[derive(Debug)]
+pub struct BusTask {
+    settings: Bus,
+    writes: mpsc::Receiver<(WriteRequest, Reply<()>)>,
+    reads: mpsc::Receiver<(ReadRequest, Reply<ReadData>)>,
+}
+
+/// Writes waiting at once; more wait for room in the queue.
+const WRITE_QUEUE: usize = 32;
+/// First wait before reopening a failed port; doubles up to [`REOPEN_MAX`].
+const REOPEN_FIRST: Duration = Duration::from_millis(500);
+const REOPEN_MAX: Duration = Duration::from_secs(30);
+
+/// Creates the bus; `reads` is how many reads may wait at once (the plan's length is
+/// enough, since the scheduler never queues a read twice).
+pub fn bus(settings: Bus, reads: usize) -> (BusHandle, BusTask) {
+    let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE);
+    let (read_tx, read_rx) = mpsc::channel(reads.max(1));
+    (
+        BusHandle {
+            writes: write_tx,
+            reads: read_tx,
+        },
+        BusTask {
+            settings,
+            writes: write_rx,
+            reads: read_rx,
+        },
+    )
+}
+
+enum Job {
+    Write(WriteRequest, Reply<()>),
+    Read(ReadRequest, Reply<ReadData>),
+}
+
+/// The port, open or waiting to be reopened.
+struct Line {
+    settings: Bus,
+    link: Option<Link>,
+    reopen_at: Instant,
+    backoff: Duration,
+    last_error: String,
+}
+
+impl Line {
+    fn link(&mut self) -> Result<&mut Link, BusError> {
+        if self.link.is_none() {
+            if Instant::now() < self.reopen_at {
+                return Err(BusError::PortDown(self.last_error.clone()));
+            }
+            match Link::open(&self.settings) {
+                Ok(link) => {
+                    tracing::info!(port = %self.settings.port, line = %self.settings.line.describe(), "serial port open");
+                    self.link = Some(link);
+                    self.backoff = REOPEN_FIRST;
+                }
+                Err(e) => {
+                    self.last_error = format!("{}: {e}", self.settings.port);
+                    self.close_for_a_while();
+                    return Err(BusError::PortDown(self.last_error.clone()));
+                }
+            }
+        }
+        self.link
+            .as_mut()
+            .ok_or_else(|| BusError::PortDown(self.last_error.clone()))
+    }
+
+    /// Closes the port at once (a dead adapter held open keeps its device name taken) and
+    /// tries again after a back-off.
+    fn close_for_a_while(&mut self) {
+        if self.link.take().is_some() {
+            tracing::warn!(port = %self.settings.port, error = %self.last_error, "serial port closed");
+        }
+        self.reopen_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(REOPEN_MAX);
+    }
+
+    fn check<T>(&mut self, result: Result<T, BusError>) -> Result<T, BusError> {
+        if let Err(BusError::PortDown(e)) = &result {
+            self.last_error = format!("{}: {e}", self.settings.port);
+            self.close_for_a_while();
+        }
+        result
+    }
+}
+
+impl BusTask {
+    /// Runs transactions until `shutdown` fires or every handle is gone.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut line = Line {
+            settings: self.settings.clone(),
+            link: None,
+            reopen_at: Instant::now(),
+            backoff: REOPEN_FIRST,
+            last_error: String::new(),
+        };
+        loop {
+            let job = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some((write, reply)) = self.writes.recv() => Job::Write(write, reply),
+                Some((read, reply)) = self.reads.recv() => Job::Read(read, reply),
+                else => break,
+            };
+            match job {
+                Job::Write(write, reply) => {
+                    let result = match line.link() {
+                        Ok(link) => link.write(&write).await,
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(line.check(result));
+                }
+                Job::Read(read, reply) => {
+                    let result = match line.link() {
+                        Ok(link) => link.read(&read).await,
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(line.check(result));
+                }
+            }
+        }
+    }
+}

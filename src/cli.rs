@@ -1,0 +1,139 @@
+//! The command line (see SPEC.md).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::codec::{ValueType, WordOrder};
+use crate::config::{LineSettings, Parity, Table};
+
+/// Where `run` looks for its config when `-c` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/rtu2mqtt/config.toml";
+
+/// Modbus RTU to MQTT bridge.
+#[derive(Debug, Parser)]
+#[command(name = "rtu2mqtt", version, about)]
+pub struct Cli {
+    /// Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; RUST_LOG wins.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Run(ConfigArg),
+    /// Validate a config and print its poll plan and bus time.
+    Check(ConfigArg),
+    /// Try everything on this machine: simulated slave, embedded broker and gateway.
+    Demo,
+    /// Serve the devices of a config as a simulated slave bus.
+    Sim(SimArgs),
+    /// Read registers once, for wiring checks.
+    Read(ReadArgs),
+    /// Write one value once, for wiring checks.
+    Write(WriteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The config file.
+    #[arg(short, long, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// The config whose devices and [sim] values to serve.
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// Serve on this serial port instead of a new pseudo-terminal.
+    #[arg(long)]
+    pub port: Option<String>,
+    /// Hold answers back as long as the config's line would take to carry them.
+    #[arg(long)]
+    pub wire_speed: bool,
+    /// Leave this unit id unanswered (repeatable), as if it were unplugged.
+    #[arg(long = "silent", value_name = "UNIT")]
+    pub silent: Vec<u8>,
+}
+
+#[derive(Debug, Args)]
+pub struct LineArgs {
+    /// Serial port.
+    #[arg(short, long)]
+    pub port: String,
+    #[arg(short, long, default_value_t = 9600)]
+    pub baud: u32,
+    #[arg(long, value_enum, default_value_t = Parity::Even)]
+    pub parity: Parity,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(5..=8))]
+    pub data_bits: u8,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub stop_bits: u8,
+    /// Response timeout.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Slave id.
+    #[arg(short, long, value_parser = clap::value_parser!(u8).range(1..=247))]
+    pub unit: u8,
+    /// First address (0-based, as on the wire).
+    #[arg(short, long)]
+    pub address: u16,
+    #[arg(short, long, value_enum, default_value_t = Table::Holding)]
+    pub table: Table,
+    /// How to read the words (bit tables always hold bools).
+    #[arg(long = "type", value_enum, default_value_t = ValueType::U16)]
+    pub kind: ValueType,
+    #[arg(long, value_enum, default_value_t = WordOrder::Big)]
+    pub word_order: WordOrder,
+    /// Value = raw * scale + offset.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub offset: f64,
+}
+
+impl LineArgs {
+    pub fn line(&self) -> LineSettings {
+        LineSettings {
+            baud: self.baud,
+            parity: self.parity,
+            data_bits: self.data_bits,
+            stop_bits: self.stop_bits,
+        }
+    }
+
+    /// The value type; bit tables always hold bools.
+    pub fn kind(&self) -> ValueType {
+        if self.table.is_bits() {
+            ValueType::Bool
+        } else {
+            self.kind
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub line: LineArgs,
+    /// How many values of the chosen type to read.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    pub count: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub line: LineArgs,
+    /// The value, in scaled units (or on/off for bools).
+    #[arg(short, long, allow_negative_numbers = true)]
+    pub value: String,
+    /// Force function 6 or 16 for register writes (default: 6 for one word, 16 for two).
+    #[arg(long)]
+    pub function: Option<u8>,
+}

@@ -1,0 +1,364 @@
+//! Value codec: Modbus words and bits <-> engineering values.
+//!
+//! A register's raw content is decoded by its [`ValueType`] and [`WordOrder`], then scaled
+//! (`raw * scale + offset`). Writing runs the other way and refuses what the raw type cannot
+//! hold. Formatting prints no float noise: the number of decimals follows from the scaling.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// How a register's words are interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueType {
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+    Bool,
+}
+
+impl ValueType {
+    /// Number of 16-bit words (or bits, in a bit table) the value takes.
+    pub fn width(self) -> u16 {
+        match self {
+            ValueType::U16 | ValueType::I16 | ValueType::Bool => 1,
+            ValueType::U32 | ValueType::I32 | ValueType::F32 => 2,
+        }
+    }
+
+    /// The raw range a written value must fall in, after inverse scaling.
+    fn raw_range(self) -> (f64, f64) {
+        match self {
+            ValueType::U16 => (0.0, f64::from(u16::MAX)),
+            ValueType::I16 => (f64::from(i16::MIN), f64::from(i16::MAX)),
+            ValueType::U32 => (0.0, f64::from(u32::MAX)),
+            ValueType::I32 => (f64::from(i32::MIN), f64::from(i32::MAX)),
+            ValueType::F32 => (f64::from(f32::MIN), f64::from(f32::MAX)),
+            ValueType::Bool => (0.0, 1.0),
+        }
+    }
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            ValueType::U16 => "u16",
+            ValueType::I16 => "i16",
+            ValueType::U32 => "u32",
+            ValueType::I32 => "i32",
+            ValueType::F32 => "f32",
+            ValueType::Bool => "bool",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Which word of a 32-bit value comes first on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WordOrder {
+    /// High word first (Modbus convention).
+    #[default]
+    Big,
+    /// Low word first (many meters).
+    Little,
+}
+
+/// A decoded, scaled value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Bool(bool),
+    Number(f64),
+}
+
+/// Why a value cannot be written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("not a number: {0:?}")]
+    NotANumber(String),
+    #[error("not a boolean: {0:?} (use on/off, true/false, 1/0)")]
+    NotABool(String),
+    #[error("{value} is below the minimum {min}")]
+    BelowMin { value: f64, min: f64 },
+    #[error("{value} is above the maximum {max}")]
+    AboveMax { value: f64, max: f64 },
+    #[error("{value} does not fit a {kind} register after scaling (raw {raw})")]
+    OutOfRawRange {
+        value: f64,
+        kind: ValueType,
+        raw: f64,
+    },
+}
+
+/// Everything needed to turn words into a value and back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Codec {
+    pub kind: ValueType,
+    pub word_order: WordOrder,
+    pub scale: f64,
+    pub offset: f64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Codec {
+            kind: ValueType::U16,
+            word_order: WordOrder::Big,
+            scale: 1.0,
+            offset: 0.0,
+            min: None,
+            max: None,
+        }
+    }
+}
+
+impl Codec {
+    /// Decodes the value from `words` (at least `kind.width()` of them).
+    /// Returns `None` when too few words are given.
+    pub fn decode(&self, words: &[u16]) -> Option<Value> {
+        let raw = match self.kind {
+            ValueType::Bool => return words.first().map(|w| Value::Bool(*w != 0)),
+            ValueType::U16 => f64::from(*words.first()?),
+            ValueType::I16 => f64::from(i16::from_be_bytes(words.first()?.to_be_bytes())),
+            ValueType::U32 => f64::from(self.join(words)?),
+            ValueType::I32 => f64::from(i32::from_be_bytes(self.join(words)?.to_be_bytes())),
+            ValueType::F32 => f64::from(f32::from_bits(self.join(words)?)),
+        };
+        Some(Value::Number(raw * self.scale + self.offset))
+    }
+
+    fn join(&self, words: &[u16]) -> Option<u32> {
+        let (first, second) = (*words.first()?, *words.get(1)?);
+        let (high, low) = match self.word_order {
+            WordOrder::Big => (first, second),
+            WordOrder::Little => (second, first),
+        };
+        Some((u32::from(high) << 16) | u32::from(low))
+    }
+
+    fn split(&self, bits: u32) -> Vec<u16> {
+        // Truncation is the point: the two halves of a 32-bit value.
+        let (high, low) = ((bits >> 16) as u16, bits as u16);
+        match self.word_order {
+            WordOrder::Big => vec![high, low],
+            WordOrder::Little => vec![low, high],
+        }
+    }
+
+    /// Parses a command payload in engineering units.
+    pub fn parse(&self, text: &str) -> Result<Value, EncodeError> {
+        let text = text.trim();
+        if self.kind == ValueType::Bool {
+            return match text.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => Ok(Value::Bool(true)),
+                "off" | "false" | "0" => Ok(Value::Bool(false)),
+                _ => Err(EncodeError::NotABool(text.to_owned())),
+            };
+        }
+        match text.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(Value::Number(v)),
+            _ => Err(EncodeError::NotANumber(text.to_owned())),
+        }
+    }
+
+    /// Encodes a value into the words to write: inverse scaling, rounding to the nearest raw
+    /// value, then range checks against `min`/`max` and the raw type.
+    pub fn encode(&self, value: Value) -> Result<Vec<u16>, EncodeError> {
+        let number = match value {
+            Value::Bool(b) => return Ok(vec![u16::from(b)]),
+            Value::Number(n) => n,
+        };
+        if !number.is_finite() {
+            return Err(EncodeError::NotANumber(number.to_string()));
+        }
+        if let Some(min) = self.min.filter(|min| number < *min) {
+            return Err(EncodeError::BelowMin { value: number, min });
+        }
+        if let Some(max) = self.max.filter(|max| number > *max) {
+            return Err(EncodeError::AboveMax { value: number, max });
+        }
+        let unscaled = (number - self.offset) / self.scale;
+        let raw = if self.kind == ValueType::F32 {
+            unscaled
+        } else {
+            unscaled.round()
+        };
+        let (lo, hi) = self.kind.raw_range();
+        if !(lo..=hi).contains(&raw) {
+            return Err(EncodeError::OutOfRawRange {
+                value: number,
+                kind: self.kind,
+                raw,
+            });
+        }
+        // The range check above makes each cast exact.
+        Ok(match self.kind {
+            ValueType::Bool => vec![u16::from(raw != 0.0)],
+            ValueType::U16 => vec![raw as u16],
+            ValueType::I16 => vec![u16::from_be_bytes((raw as i16).to_be_bytes())],
+            ValueType::U32 => self.split(raw as u32),
+            ValueType::I32 => self.split(u32::from_be_bytes((raw as i32).to_be_bytes())),
+            ValueType::F32 => self.split((raw as f32).to_bits()),
+        })
+    }
+
+    /// Formats a value as published: `21.5`, `-157`, `true`.
+    pub fn format(&self, value: Value) -> String {
+        match value {
+            Value::Bool(b) => b.to_string(),
+            // f32 data carries only f32 precision: print its shortest exact form.
+            Value::Number(n) if self.kind == ValueType::F32 => trim_zero(format!("{}", n as f32)),
+            Value::Number(n) => {
+                let decimals = decimals_of(self.scale) + decimals_of(self.offset);
+                trim_zero(format!("{:.*}", decimals, n))
+            }
+        }
+    }
+}
+
+/// How many decimals a factor such as 0.1 or 0.25 brings into a product (at most 9).
+fn decimals_of(x: f64) -> usize {
+    (0..9)
+        .find(|&d| {
+            let shifted = x * 10f64.powi(d as i32);
+            (shifted - shifted.round()).abs() <= 1e-9 * shifted.abs().max(1.0)
+        })
+        .unwrap_or(9)
+}
+
+/// `21.50` -> `21.5`, `3.00` -> `3`, `-0` -> `0`.
+fn trim_zero(text: String) -> String {
+    let trimmed = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    if trimmed == "-0" {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec(kind: ValueType, scale: f64) -> Codec {
+        Codec {
+            kind,
+            scale,
+            ..Codec::default()
+        }
+    }
+
+    #[test]
+    fn reference_values_print_without_float_noise() {
+        let tenths = codec(ValueType::I16, 0.1);
+        let v = tenths.decode(&[215]).unwrap();
+        assert_eq!(tenths.format(v), "21.5");
+        assert_eq!(tenths.format(tenths.decode(&[553]).unwrap()), "55.3");
+        assert_eq!(tenths.format(tenths.decode(&[200]).unwrap()), "20");
+        let plain = codec(ValueType::I16, 1.0);
+        let v = plain.decode(&[(-157i16) as u16]).unwrap();
+        assert_eq!(plain.format(v), "-157");
+        assert_eq!(plain.format(plain.decode(&[0]).unwrap()), "0");
+    }
+
+    #[test]
+    fn offset_and_odd_scales_keep_their_decimals() {
+        let c = Codec {
+            kind: ValueType::U16,
+            scale: 0.25,
+            offset: -40.0,
+            ..Codec::default()
+        };
+        assert_eq!(c.format(c.decode(&[161]).unwrap()), "0.25");
+        let hundredths = codec(ValueType::U16, 0.01);
+        assert_eq!(
+            hundredths.format(hundredths.decode(&[12345]).unwrap()),
+            "123.45"
+        );
+    }
+
+    #[test]
+    fn word_orders_decode_32_bit_values() {
+        let big = codec(ValueType::U32, 1.0);
+        assert_eq!(big.decode(&[1, 2]), Some(Value::Number(65538.0)));
+        let little = Codec {
+            word_order: WordOrder::Little,
+            ..big.clone()
+        };
+        assert_eq!(little.decode(&[2, 1]), Some(Value::Number(65538.0)));
+        let signed = codec(ValueType::I32, 1.0);
+        assert_eq!(signed.decode(&[0xFFFF, 0xFFFE]), Some(Value::Number(-2.0)));
+        let float = codec(ValueType::F32, 1.0);
+        let words = float.encode(Value::Number(230.7)).unwrap();
+        assert_eq!(words, vec![0x4366, 0xB333]);
+        assert_eq!(float.format(float.decode(&words).unwrap()), "230.7");
+        assert_eq!(big.decode(&[1]), None);
+    }
+
+    #[test]
+    fn encode_inverts_scaling_and_rounds() {
+        let tenths = codec(ValueType::I16, 0.1);
+        assert_eq!(tenths.encode(Value::Number(21.5)), Ok(vec![215]));
+        assert_eq!(
+            tenths.encode(Value::Number(-15.7)),
+            Ok(vec![(-157i16) as u16])
+        );
+        assert_eq!(tenths.encode(Value::Number(0.04)), Ok(vec![0]));
+        let little = Codec {
+            kind: ValueType::I32,
+            word_order: WordOrder::Little,
+            ..Codec::default()
+        };
+        assert_eq!(little.encode(Value::Number(-2.0)), Ok(vec![0xFFFE, 0xFFFF]));
+    }
+
+    #[test]
+    fn encode_refuses_out_of_range() {
+        let pwm = Codec {
+            min: Some(0.0),
+            max: Some(1023.0),
+            ..Codec::default()
+        };
+        assert!(matches!(
+            pwm.encode(Value::Number(1024.0)),
+            Err(EncodeError::AboveMax { .. })
+        ));
+        assert!(matches!(
+            pwm.encode(Value::Number(-5.0)),
+            Err(EncodeError::BelowMin { .. })
+        ));
+        let raw = codec(ValueType::U16, 1.0);
+        assert!(matches!(
+            raw.encode(Value::Number(1e9)),
+            Err(EncodeError::OutOfRawRange { .. })
+        ));
+        assert!(matches!(
+            raw.encode(Value::Number(-1.0)),
+            Err(EncodeError::OutOfRawRange { .. })
+        ));
+        assert!(raw.encode(Value::Number(f64::NAN)).is_err());
+    }
+
+    #[test]
+    fn parse_commands() {
+        let n = codec(ValueType::U16, 1.0);
+        assert_eq!(n.parse(" 512 "), Ok(Value::Number(512.0)));
+        assert!(n.parse("abc").is_err());
+        assert!(n.parse("").is_err());
+        assert!(n.parse("NaN").is_err());
+        assert!(n.parse("inf").is_err());
+        let b = codec(ValueType::Bool, 1.0);
+        assert_eq!(b.parse("ON"), Ok(Value::Bool(true)));
+        assert_eq!(b.parse("0"), Ok(Value::Bool(false)));
+        assert!(b.parse("2").is_err());
+    }
+}

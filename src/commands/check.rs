@@ -1,0 +1,97 @@
+//! `rtu2mqtt check`: validate a config and show what its poll plan costs on the line.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::{self, Config};
+use crate::plan::{self, PollRequest};
+
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = config::load(path)?;
+    print!("{}", report(&config));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The plan, device by device, with bytes and line time per read and per cycle.
+pub fn report(config: &Config) -> String {
+    let line = &config.bus.line;
+    let gap = config.bus.frame_gap;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: OK", config.source.display());
+    let _ = writeln!(
+        out,
+        "bus {} at {}: {} bits per character, {:.3} ms each, {} of silence before each frame{}",
+        config.bus.port,
+        line.describe(),
+        line.bits_per_char(),
+        line.char_time().as_secs_f64() * 1000.0,
+        ms(line.frame_silence()),
+        if gap.is_zero() {
+            String::new()
+        } else {
+            format!(" plus a frame gap of {}", ms(gap))
+        }
+    );
+    let all = plan::plan(&config.devices);
+    for (index, device) in config.devices.iter().enumerate() {
+        let reads: Vec<&PollRequest> = all.iter().filter(|r| r.device == index).collect();
+        let _ = writeln!(
+            out,
+            "\ndevice {} (unit {}): {} registers in {} read{} per cycle",
+            device.name,
+            device.unit,
+            device.registers.len(),
+            reads.len(),
+            if reads.len() == 1 { "" } else { "s" }
+        );
+        for r in &reads {
+            let names: Vec<&str> = r
+                .registers
+                .iter()
+                .map(|i| device.registers[*i].name.as_str())
+                .collect();
+            let _ = writeln!(
+                out,
+                "  every {:<6} fn {} {} {}..={} ({} {}): {} bytes, {}  [{}]",
+                humantime::format_duration(r.interval).to_string(),
+                r.read.table.read_function(),
+                r.read.table.name(),
+                r.read.address,
+                r.read.end() - 1,
+                r.read.count,
+                if r.read.table.is_bits() {
+                    "bits"
+                } else {
+                    "registers"
+                },
+                r.read.frame_bytes(),
+                ms(r.read.line_time(line) + gap),
+                names.join(", ")
+            );
+        }
+        let bytes: u32 = reads.iter().map(|r| r.read.frame_bytes()).sum();
+        let _ = writeln!(
+            out,
+            "  one cycle: {} bytes, {} of line time",
+            bytes,
+            ms(plan::cycle_time(reads.iter().copied(), line, gap))
+        );
+    }
+    let bytes: u32 = all.iter().map(|r| r.read.frame_bytes()).sum();
+    let _ = writeln!(
+        out,
+        "\nall devices: {} read{} per cycle, {} bytes, {} of line time; at the configured intervals the line is busy {:.1}% of the time (slave turnaround not counted)",
+        all.len(),
+        if all.len() == 1 { "" } else { "s" },
+        bytes,
+        ms(plan::cycle_time(&all, line, gap)),
+        plan::utilisation(&all, line, gap) * 100.0
+    );
+    out
+}

@@ -1,0 +1,41 @@
+//! The subcommands: each takes its parsed arguments and returns how the process ends.
+
+mod check;
+mod oneshot;
+mod sim;
+
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Command;
+
+/// Runs one subcommand to its end.
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Check(args) => check::run(&args.config),
+        Command::Sim(args) => sim::run(args).await,
+        Command::Read(args) => oneshot::read(args).await,
+        Command::Write(args) => oneshot::write(args).await,
+        Command::Run(_) | Command::Demo => {
+            anyhow::bail!("not built yet: this command comes with the MQTT bridge")
+        }
+    }
+}
+
+/// A token cancelled on SIGINT or SIGTERM: the one shutdown signal every task watches.
+pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        cancel.cancel();
+    });
+    Ok(token)
+}

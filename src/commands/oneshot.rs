@@ -1,0 +1,119 @@
+//! `rtu2mqtt read` and `rtu2mqtt write`: one transaction, for checking the wiring.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+
+use crate::bus::{Link, WriteData, WriteRequest};
+use crate::cli::{LineArgs, ReadArgs, WriteArgs};
+use crate::codec::Codec;
+use crate::config::{Bus, Table, UnitId};
+use crate::plan::ReadRequest;
+
+fn open(args: &LineArgs) -> anyhow::Result<Link> {
+    let bus = Bus {
+        port: args.port.clone(),
+        line: args.line(),
+        timeout: args.timeout,
+        retries: 0,
+        frame_gap: std::time::Duration::ZERO,
+        offline_after: 1,
+    };
+    Link::open(&bus).with_context(|| format!("cannot open {}", args.port))
+}
+
+fn codec(args: &LineArgs) -> Codec {
+    Codec {
+        kind: args.kind(),
+        word_order: args.word_order,
+        scale: args.scale,
+        offset: args.offset,
+        ..Codec::default()
+    }
+}
+
+fn unit(args: &LineArgs) -> anyhow::Result<UnitId> {
+    UnitId::new(i64::from(args.unit)).context("unit must be 1..=247")
+}
+
+pub async fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
+    let line = &args.line;
+    let codec = codec(line);
+    let width = codec.kind.width();
+    let count = args
+        .count
+        .checked_mul(width)
+        .filter(|c| (1..=line.table.max_read()).contains(c))
+        .with_context(|| {
+            format!(
+                "--count: one read takes 1..={} addresses",
+                line.table.max_read()
+            )
+        })?;
+    let request = ReadRequest {
+        unit: unit(line)?,
+        table: line.table,
+        address: line.address,
+        count,
+    };
+    let data = open(line)?.read(&request).await.with_context(|| {
+        format!(
+            "reading {} {} of unit {}",
+            line.table.name(),
+            line.address,
+            line.unit
+        )
+    })?;
+    let words = data.words();
+    for (i, chunk) in words.chunks_exact(usize::from(width)).enumerate() {
+        let address = usize::from(line.address) + i * usize::from(width);
+        match codec.decode(chunk) {
+            Some(value) => println!("[{address}]: {}", codec.format(value)),
+            None => bail!("short answer at address {address}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn write(args: WriteArgs) -> anyhow::Result<ExitCode> {
+    let line = &args.line;
+    let codec = codec(line);
+    let value = codec.parse(&args.value)?;
+    let words = codec.encode(value)?;
+    let data = match (line.table, args.function, words.as_slice()) {
+        (Table::Coil, None | Some(5), [word]) => WriteData::Coil(*word != 0),
+        (Table::Holding, None | Some(6), [word]) => WriteData::Register(*word),
+        (Table::Holding, None | Some(16), _) => WriteData::Registers(words.clone()),
+        (Table::Input | Table::Discrete, _, _) => {
+            bail!("the {} table cannot be written", line.table.name())
+        }
+        (_, Some(f), _) => bail!(
+            "function {f} cannot write a {} to the {} table",
+            codec.kind,
+            line.table.name()
+        ),
+        (Table::Coil, None, _) => bail!("a coil takes one bit"),
+    };
+    let function = data.function();
+    let request = WriteRequest {
+        unit: unit(line)?,
+        address: line.address,
+        data,
+    };
+    open(line)?.write(&request).await.with_context(|| {
+        format!(
+            "writing {} {} of unit {}",
+            line.table.name(),
+            line.address,
+            line.unit
+        )
+    })?;
+    println!(
+        "wrote {} to {} {} of unit {} (function {function})",
+        codec.format(value),
+        line.table.name(),
+        line.address,
+        line.unit
+    );
+    Ok(ExitCode::SUCCESS)
+}

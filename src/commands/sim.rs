@@ -1,0 +1,47 @@
+//! `rtu2mqtt sim`: serve a config's devices as a simulated slave bus.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tokio_serial::SerialPortBuilderExt;
+
+use crate::config;
+use crate::sim::{Fault, Simulator};
+
+pub async fn run(args: crate::cli::SimArgs) -> anyhow::Result<ExitCode> {
+    let config = config::load(&args.config)?;
+    let sim = Simulator::from_config(&config);
+    for unit in &args.silent {
+        sim.set_fault(*unit, Some(Fault::Silent));
+    }
+    if args.wire_speed {
+        sim.set_wire_speed(Some(config.bus.line));
+    }
+    let shutdown = super::shutdown_on_signals()?;
+    let units: Vec<String> = config
+        .devices
+        .iter()
+        .filter(|d| !args.silent.contains(&d.unit.get()))
+        .map(|d| format!("{} ({})", d.unit, d.name))
+        .collect();
+    let (port, _held_open, path) = match args.port {
+        Some(path) => {
+            let port = tokio_serial::new(&path, config.bus.line.baud)
+                .open_native_async()
+                .with_context(|| format!("cannot open {path}"))?;
+            (port, None, path)
+        }
+        None => {
+            let (serve, hold, path) =
+                Simulator::open_pty().context("cannot open a pseudo-terminal")?;
+            (serve, Some(hold), path)
+        }
+    };
+    // The path alone on stdout, for scripts; the rest is log.
+    println!("{path}");
+    tracing::info!(%path, units = %units.join(", "), wire_speed = args.wire_speed, "simulated slave serving (Ctrl-C to stop)");
+    sim.serve(port, shutdown)
+        .await
+        .context("serving the simulated bus")?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,658 @@
+//! Configuration: the TOML register map of SPEC.md, parsed ([`raw`]) and then validated into
+//! the model ([`model`]) by one pass that reports every problem with its file, line and key.
+
+mod model;
+mod raw;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::codec::{Codec, Value, ValueType};
+pub use model::*;
+use raw::{RawBus, RawConfig, RawDevice, RawMqtt, RawRegister, RawTable, SimValue};
+
+/// The example config of the reference device, also what `demo` runs.
+pub const EXAMPLE: &str = include_str!("../../configs/example.toml");
+
+/// One thing wrong with a config file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", Problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+struct Problems<'a>(&'a Path, &'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Problems(path, problems) = self;
+        let count = problems.len();
+        write!(
+            f,
+            "{} has {count} error{}:",
+            path.display(),
+            if count == 1 { "" } else { "s" }
+        )?;
+        for p in *problems {
+            write!(
+                f,
+                "\n  {}:{}:{}: `{}`: {}",
+                path.display(),
+                p.line,
+                p.column,
+                p.key,
+                p.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config text; `path` is only used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut v = Validator {
+        text,
+        problems: Vec::new(),
+    };
+    let config = match toml::from_str::<RawConfig>(text) {
+        Ok(raw) => v.config(raw, path),
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_owned();
+            let key = key_at(text, span.start);
+            v.problem(span, &key, message);
+            None
+        }
+    };
+    match config {
+        Some(config) if v.problems.is_empty() => Ok(config),
+        _ => Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            problems: v.problems,
+        }),
+    }
+}
+
+/// The key written on the line at `offset`: for errors serde reports against a value.
+fn key_at(text: &str, offset: usize) -> String {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    match line.split_once('=') {
+        Some((key, _)) => key.trim().to_owned(),
+        None => line.trim().trim_matches(['[', ']']).to_owned(),
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+const DEFAULT_POLL: Duration = Duration::from_secs(1);
+const DEFAULT_MAX_GAP: u16 = 16;
+
+impl Validator<'_> {
+    fn problem(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        self.problems.push(Problem {
+            line,
+            column,
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, value: Option<&Spanned<String>>, key: &str) -> Option<Duration> {
+        let value = value?;
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problem(
+                    value.span(),
+                    key,
+                    format!("{e} (write a duration such as \"300ms\" or \"2s\")"),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive_duration(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        match self.duration(value, key) {
+            Some(d) if d.is_zero() => {
+                if let Some(v) = value {
+                    self.problem(v.span(), key, "must be longer than zero");
+                }
+                default
+            }
+            Some(d) => d,
+            None => default,
+        }
+    }
+
+    fn name(&mut self, name: &Spanned<String>, key: &str) {
+        let n = name.get_ref();
+        if n.is_empty() || n.contains(['/', '+', '#']) || n.chars().any(char::is_whitespace) {
+            self.problem(
+                name.span(),
+                key,
+                format!("{n:?} is not usable as a topic segment (no spaces, '/', '+' or '#')"),
+            );
+        }
+    }
+
+    fn topic(&mut self, topic: Option<&Spanned<String>>, key: &str) -> Option<String> {
+        let topic = topic?;
+        if topic.get_ref().is_empty() || topic.get_ref().contains(['+', '#']) {
+            self.problem(
+                topic.span(),
+                key,
+                "a topic must be non-empty and free of the wildcards '+' and '#'",
+            );
+        }
+        Some(topic.get_ref().clone())
+    }
+
+    fn config(&mut self, raw: RawConfig, path: &Path) -> Option<Config> {
+        let mqtt = self.mqtt(raw.mqtt);
+        let bus = self.bus(raw.bus);
+        let mut devices: Vec<Device> = Vec::new();
+        let mut names = HashSet::new();
+        let mut units = HashSet::new();
+        for raw_device in raw.devices {
+            let name = raw_device.get_ref().name.clone();
+            let unit = raw_device.get_ref().unit.clone();
+            if let Some(device) = self.device(raw_device.into_inner()) {
+                if !names.insert(device.name.clone()) {
+                    self.problem(name.span(), "name", "another device already has this name");
+                }
+                if !units.insert(device.unit) {
+                    self.problem(
+                        unit.span(),
+                        "unit",
+                        "another device already uses this unit id",
+                    );
+                }
+                devices.push(device);
+            }
+        }
+        let sim = self.sim(raw.sim, &devices);
+        Some(Config {
+            source: path.to_owned(),
+            mqtt,
+            bus,
+            devices,
+            sim,
+        })
+    }
+
+    fn mqtt(&mut self, raw: Option<RawMqtt>) -> Mqtt {
+        let raw = raw.unwrap_or(RawMqtt {
+            host: None,
+            port: None,
+            client_id: None,
+            username: None,
+            password_file: None,
+            keepalive: None,
+            base_topic: None,
+            qos: None,
+            retain: None,
+            stats_interval: None,
+            tls: None,
+        });
+        let tls = raw.tls.map(|tls| {
+            let client_auth = match (tls.cert_file, tls.key_file) {
+                (Some(cert), Some(key)) => {
+                    Some((cert.into_inner().into(), key.into_inner().into()))
+                }
+                (None, None) => None,
+                (Some(one), None) | (None, Some(one)) => {
+                    self.problem(
+                        one.span(),
+                        "tls",
+                        "cert_file and key_file go together: give both or neither",
+                    );
+                    None
+                }
+            };
+            Tls {
+                ca_file: tls.ca_file.map(PathBuf::from),
+                client_auth,
+            }
+        });
+        let port = raw
+            .port
+            .map_or(if tls.is_some() { 8883 } else { 1883 }, Spanned::into_inner);
+        let qos = match raw.qos {
+            Some(q) if *q.get_ref() > 2 => {
+                self.problem(q.span(), "qos", "must be 0, 1 or 2");
+                1
+            }
+            Some(q) => q.into_inner(),
+            None => 1,
+        };
+        let base_topic = raw.base_topic.map_or_else(
+            || "rtu2mqtt".to_owned(),
+            |b| {
+                let trimmed = b.get_ref().trim_end_matches('/').to_owned();
+                if trimmed.is_empty() || trimmed.contains(['+', '#']) {
+                    self.problem(
+                        b.span(),
+                        "base_topic",
+                        "must be non-empty and free of '+' and '#'",
+                    );
+                }
+                trimmed
+            },
+        );
+        Mqtt {
+            host: raw
+                .host
+                .map_or_else(|| "127.0.0.1".to_owned(), Spanned::into_inner),
+            port,
+            client_id: raw
+                .client_id
+                .map_or_else(default_client_id, Spanned::into_inner),
+            username: raw.username.map(Spanned::into_inner),
+            password_file: raw.password_file.map(|p| p.into_inner().into()),
+            keepalive: self.positive_duration(
+                raw.keepalive.as_ref(),
+                "keepalive",
+                Duration::from_secs(60),
+            ),
+            base_topic,
+            qos,
+            retain: raw.retain.unwrap_or(true),
+            stats_interval: self.positive_duration(
+                raw.stats_interval.as_ref(),
+                "stats_interval",
+                Duration::from_secs(60),
+            ),
+            tls,
+        }
+    }
+
+    fn bus(&mut self, raw: Spanned<RawBus>) -> Bus {
+        let raw = raw.into_inner();
+        let baud = match raw.baud {
+            Some(b) if *b.get_ref() == 0 => {
+                self.problem(b.span(), "baud", "must be a positive rate such as 9600");
+                9600
+            }
+            Some(b) => b.into_inner(),
+            None => 9600,
+        };
+        let data_bits = match raw.data_bits {
+            Some(d) if !(5..=8).contains(d.get_ref()) => {
+                self.problem(d.span(), "data_bits", "must be 5, 6, 7 or 8");
+                8
+            }
+            Some(d) => d.into_inner(),
+            None => 8,
+        };
+        let stop_bits = match raw.stop_bits {
+            Some(s) if !(1..=2).contains(s.get_ref()) => {
+                self.problem(s.span(), "stop_bits", "must be 1 or 2");
+                1
+            }
+            Some(s) => s.into_inner(),
+            None => 1,
+        };
+        let offline_after = match raw.offline_after {
+            Some(o) if *o.get_ref() == 0 => {
+                self.problem(o.span(), "offline_after", "must be at least 1");
+                3
+            }
+            Some(o) => o.into_inner(),
+            None => 3,
+        };
+        Bus {
+            port: raw.port.into_inner(),
+            line: LineSettings {
+                baud,
+                parity: raw.parity.unwrap_or(Parity::Even),
+                data_bits,
+                stop_bits,
+            },
+            timeout: self.positive_duration(
+                raw.timeout.as_ref(),
+                "timeout",
+                Duration::from_millis(300),
+            ),
+            retries: raw.retries.unwrap_or(1),
+            frame_gap: self
+                .duration(raw.frame_gap.as_ref(), "frame_gap")
+                .unwrap_or_default(),
+            offline_after,
+        }
+    }
+
+    fn device(&mut self, raw: RawDevice) -> Option<Device> {
+        self.name(&raw.name, "name");
+        let unit = UnitId::new(*raw.unit.get_ref());
+        if unit.is_none() {
+            self.problem(
+                raw.unit.span(),
+                "unit",
+                format!(
+                    "{} is not a slave id: use {}..={}",
+                    raw.unit.get_ref(),
+                    UnitId::MIN,
+                    UnitId::MAX
+                ),
+            );
+        }
+        let poll = self.positive_duration(raw.poll.as_ref(), "poll", DEFAULT_POLL);
+        let max_read = self.limit(raw.max_read.as_ref(), "max_read", Table::Holding);
+        let max_read_bits = self.limit(raw.max_read_bits.as_ref(), "max_read_bits", Table::Coil);
+        let mut registers: Vec<Register> = Vec::new();
+        for raw_register in raw.registers {
+            let name_span = raw_register.get_ref().name.span();
+            let span = raw_register.get_ref().address.span();
+            let Some(register) = self.register(raw_register.into_inner(), poll) else {
+                continue;
+            };
+            if registers.iter().any(|r| r.name == register.name) {
+                self.problem(
+                    name_span,
+                    "name",
+                    format!(
+                        "another register of device {:?} is already named {:?}",
+                        raw.name.get_ref(),
+                        register.name
+                    ),
+                );
+            }
+            let clash = registers.iter().find(|other| {
+                other.table == register.table
+                    && u32::from(other.address) < register.end()
+                    && u32::from(register.address) < other.end()
+                    && (other.writable || register.writable)
+            });
+            if let Some(other) = clash {
+                self.problem(
+                    span,
+                    "address",
+                    format!(
+                        "{:?} overlaps {:?} in the {} table; only read-only views may overlap",
+                        register.name,
+                        other.name,
+                        register.table.name()
+                    ),
+                );
+            }
+            registers.push(register);
+        }
+        Some(Device {
+            name: raw.name.into_inner(),
+            unit: unit?,
+            poll,
+            max_gap: raw.max_gap.unwrap_or(DEFAULT_MAX_GAP),
+            max_read,
+            max_read_bits,
+            registers,
+        })
+    }
+
+    fn limit(&mut self, value: Option<&Spanned<u16>>, key: &str, table: Table) -> u16 {
+        let most = table.max_read();
+        match value {
+            Some(v) if !(1..=most).contains(v.get_ref()) => {
+                self.problem(v.span(), key, format!("must be 1..={most}"));
+                most
+            }
+            Some(v) => *v.get_ref(),
+            None => most,
+        }
+    }
+
+    fn register(&mut self, raw: RawRegister, device_poll: Duration) -> Option<Register> {
+        self.name(&raw.name, "name");
+        let table = match raw.table.as_ref().map(|t| *t.get_ref()) {
+            None | Some(RawTable::Holding) => Table::Holding,
+            Some(RawTable::Input) => Table::Input,
+            Some(RawTable::Coil) => Table::Coil,
+            Some(RawTable::Discrete) => Table::Discrete,
+        };
+        let default_kind = if table.is_bits() {
+            ValueType::Bool
+        } else {
+            ValueType::U16
+        };
+        let kind = raw.kind.as_ref().map_or(default_kind, |k| *k.get_ref());
+        if let Some(k) = raw
+            .kind
+            .as_ref()
+            .filter(|_| table.is_bits() && kind != ValueType::Bool)
+        {
+            self.problem(
+                k.span(),
+                "type",
+                format!("the {} table holds bits: type must be bool", table.name()),
+            );
+        }
+        let address = match u16::try_from(*raw.address.get_ref()) {
+            Ok(a) if u32::from(a) + u32::from(kind.width()) <= 65536 => Some(a),
+            _ => {
+                self.problem(
+                    raw.address.span(),
+                    "address",
+                    format!(
+                        "{} with {} address(es) does not fit 0..=65535",
+                        raw.address.get_ref(),
+                        kind.width()
+                    ),
+                );
+                None
+            }
+        };
+        let writable = raw.writable.as_ref().is_some_and(|w| *w.get_ref());
+        if let Some(w) = raw
+            .writable
+            .as_ref()
+            .filter(|_| writable && !table.is_writable())
+        {
+            self.problem(
+                w.span(),
+                "writable",
+                format!("the {} table is read-only in Modbus", table.name()),
+            );
+        }
+        let scale = self.factor(raw.scale.as_ref(), "scale", kind, 1.0);
+        let offset = self.factor(raw.offset.as_ref(), "offset", kind, 0.0);
+        if let Some(s) = raw.scale.as_ref().filter(|s| *s.get_ref() == 0.0) {
+            self.problem(s.span(), "scale", "must not be zero");
+        }
+        let min = raw.min.as_ref().map(|m| *m.get_ref());
+        let max = raw.max.as_ref().map(|m| *m.get_ref());
+        if let (Some(lo), Some(hi), Some(m)) = (min, max, raw.min.as_ref())
+            && lo >= hi
+        {
+            self.problem(m.span(), "min", format!("min {lo} must be below max {hi}"));
+        }
+        let write_function = match raw.write_function.as_ref() {
+            _ if table == Table::Coil => WriteFunction::SingleCoil,
+            None if kind.width() == 1 => WriteFunction::SingleRegister,
+            None => WriteFunction::MultipleRegisters,
+            Some(f) => match f.get_ref() {
+                6 if kind.width() == 1 => WriteFunction::SingleRegister,
+                16 => WriteFunction::MultipleRegisters,
+                6 => {
+                    self.problem(
+                        f.span(),
+                        "write_function",
+                        format!("function 6 writes one register; a {kind} takes two: use 16"),
+                    );
+                    WriteFunction::MultipleRegisters
+                }
+                other => {
+                    self.problem(
+                        f.span(),
+                        "write_function",
+                        format!("{other} is not 6 or 16"),
+                    );
+                    WriteFunction::MultipleRegisters
+                }
+            },
+        };
+        let deadband = match raw.deadband.as_ref() {
+            Some(d) if !(d.get_ref().is_finite() && *d.get_ref() >= 0.0) => {
+                self.problem(d.span(), "deadband", "must be a number of zero or more");
+                0.0
+            }
+            Some(d) => *d.get_ref(),
+            None => 0.0,
+        };
+        let poll = self.positive_duration(raw.poll.as_ref(), "poll", device_poll);
+        let republish = self.duration(raw.republish.as_ref(), "republish");
+        let topic = self.topic(raw.topic.as_ref(), "topic");
+        let command_topic = self.topic(raw.command_topic.as_ref(), "command_topic");
+        Some(Register {
+            name: raw.name.into_inner(),
+            address: address?,
+            table,
+            codec: Codec {
+                kind,
+                word_order: raw.word_order.unwrap_or_default(),
+                scale,
+                offset,
+                min,
+                max,
+            },
+            unit_of_measurement: raw.unit_of_measurement,
+            writable,
+            poll,
+            publish: raw.publish,
+            deadband,
+            republish,
+            write_function,
+            topic,
+            command_topic,
+        })
+    }
+
+    fn factor(
+        &mut self,
+        value: Option<&Spanned<f64>>,
+        key: &str,
+        kind: ValueType,
+        default: f64,
+    ) -> f64 {
+        let Some(v) = value else { return default };
+        if kind == ValueType::Bool {
+            self.problem(v.span(), key, "a bool register takes no scaling");
+        } else if !v.get_ref().is_finite() {
+            self.problem(v.span(), key, "must be a finite number");
+        }
+        *v.get_ref()
+    }
+
+    fn sim(
+        &mut self,
+        raw: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<SimValue>>>,
+        devices: &[Device],
+    ) -> Vec<SimValues> {
+        let mut all = Vec::new();
+        for (device_name, values) in raw {
+            let Some(device) = devices
+                .iter()
+                .position(|d| d.name == *device_name.get_ref())
+            else {
+                self.problem(
+                    device_name.span(),
+                    device_name.get_ref(),
+                    "[sim] names no configured device",
+                );
+                continue;
+            };
+            let mut set = Vec::new();
+            for (register_name, value) in values {
+                let registers = &devices[device].registers;
+                let Some(index) = registers
+                    .iter()
+                    .position(|r| r.name == *register_name.get_ref())
+                else {
+                    self.problem(
+                        register_name.span(),
+                        register_name.get_ref(),
+                        format!("device {:?} has no such register", device_name.get_ref()),
+                    );
+                    continue;
+                };
+                let codec = &registers[index].codec;
+                let parsed = match *value.get_ref() {
+                    SimValue::Bool(b) => Value::Bool(b),
+                    // Initial values are small; i64 -> f64 is exact where it matters.
+                    SimValue::Integer(i) if codec.kind == ValueType::Bool => Value::Bool(i != 0),
+                    SimValue::Integer(i) => Value::Number(i as f64),
+                    SimValue::Float(f) => Value::Number(f),
+                };
+                let as_plain = Codec {
+                    min: None,
+                    max: None,
+                    ..codec.clone()
+                };
+                match as_plain.encode(parsed) {
+                    Ok(_) => set.push((index, parsed)),
+                    Err(e) => self.problem(value.span(), register_name.get_ref(), e.to_string()),
+                }
+            }
+            all.push(SimValues {
+                device,
+                values: set,
+            });
+        }
+        all
+    }
+}
+
+fn default_client_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("rtu2mqtt-{host}")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+//! The validated configuration: what the rest of the daemon works from.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::codec::{Codec, Value};
+
+pub use super::raw::{Parity, PublishMode};
+
+/// A Modbus slave id in 1..=247.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UnitId(u8);
+
+impl UnitId {
+    pub const MIN: u8 = 1;
+    pub const MAX: u8 = 247;
+
+    pub fn new(id: i64) -> Option<UnitId> {
+        u8::try_from(id)
+            .ok()
+            .filter(|id| (Self::MIN..=Self::MAX).contains(id))
+            .map(UnitId)
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for UnitId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The four Modbus data tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Table {
+    Coil,
+    Discrete,
+    Holding,
+    Input,
+}
+
+impl Table {
+    /// Bit tables hold one bit per address; register tables one 16-bit word.
+    pub fn is_bits(self) -> bool {
+        matches!(self, Table::Coil | Table::Discrete)
+    }
+
+    /// Whether a master can write the table at all.
+    pub fn is_writable(self) -> bool {
+        matches!(self, Table::Coil | Table::Holding)
+    }
+
+    /// The read function code for this table.
+    pub fn read_function(self) -> u8 {
+        match self {
+            Table::Coil => 1,
+            Table::Discrete => 2,
+            Table::Holding => 3,
+            Table::Input => 4,
+        }
+    }
+
+    /// Most addresses one read may cover (Modbus limits).
+    pub fn max_read(self) -> u16 {
+        if self.is_bits() { 2000 } else { 125 }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Coil => "coil",
+            Table::Discrete => "discrete",
+            Table::Holding => "holding",
+            Table::Input => "input",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this came from, for messages.
+    pub source: PathBuf,
+    pub mqtt: Mqtt,
+    pub bus: Bus,
+    pub devices: Vec<Device>,
+    /// Initial values for the simulated slave, per device index.
+    pub sim: Vec<SimValues>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimValues {
+    pub device: usize,
+    pub values: Vec<(usize, Value)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mqtt {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub keepalive: Duration,
+    pub base_topic: String,
+    pub qos: u8,
+    pub retain: bool,
+    pub stats_interval: Duration,
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tls {
+    pub ca_file: Option<PathBuf>,
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bus {
+    pub port: String,
+    pub line: LineSettings,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub frame_gap: Duration,
+    pub offline_after: u32,
+}
+
+/// Serial line settings; also what the line timing is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineSettings {
+    pub baud: u32,
+    pub parity: Parity,
+    pub data_bits: u8,
+    pub stop_bits: u8,
+}
+
+impl LineSettings {
+    /// Start bit + data bits + parity bit + stop bits.
+    pub fn bits_per_char(&self) -> u32 {
+        1 + u32::from(self.data_bits)
+            + u32::from(self.parity != Parity::None)
+            + u32::from(self.stop_bits)
+    }
+
+    /// Time one character takes on the wire.
+    pub fn char_time(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.bits_per_char()) / f64::from(self.baud.max(1)))
+    }
+
+    /// Line time of `chars` characters.
+    pub fn chars(&self, chars: f64) -> Duration {
+        self.char_time().mul_f64(chars)
+    }
+
+    /// The silence that must separate frames: 3.5 characters, and a fixed 1.75 ms above
+    /// 19200 baud as the Modbus serial line spec recommends.
+    pub fn frame_silence(&self) -> Duration {
+        if self.baud > 19200 {
+            Duration::from_micros(1750)
+        } else {
+            self.chars(3.5)
+        }
+    }
+
+    /// `9600 8E1`.
+    pub fn describe(&self) -> String {
+        let parity = match self.parity {
+            Parity::None => 'N',
+            Parity::Even => 'E',
+            Parity::Odd => 'O',
+        };
+        format!(
+            "{} {}{}{}",
+            self.baud, self.data_bits, parity, self.stop_bits
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub name: String,
+    pub unit: UnitId,
+    pub poll: Duration,
+    pub max_gap: u16,
+    pub max_read: u16,
+    pub max_read_bits: u16,
+    pub registers: Vec<Register>,
+}
+
+impl Device {
+    /// Most addresses one read of `table` may cover on this device.
+    pub fn max_read_for(&self, table: Table) -> u16 {
+        if table.is_bits() {
+            self.max_read_bits
+        } else {
+            self.max_read
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Register {
+    pub name: String,
+    pub address: u16,
+    pub table: Table,
+    pub codec: Codec,
+    pub unit_of_measurement: Option<String>,
+    pub writable: bool,
+    pub poll: Duration,
+    pub publish: PublishMode,
+    pub deadband: f64,
+    pub republish: Option<Duration>,
+    pub write_function: WriteFunction,
+    pub topic: Option<String>,
+    pub command_topic: Option<String>,
+}
+
+impl Register {
+    /// Addresses taken: words in a register table, bits in a bit table.
+    pub fn width(&self) -> u16 {
+        self.codec.kind.width()
+    }
+
+    /// One past the last address (may be 65536).
+    pub fn end(&self) -> u32 {
+        u32::from(self.address) + u32::from(self.width())
+    }
+}
+
+/// The function a write uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFunction {
+    /// 5: one coil.
+    SingleCoil,
+    /// 6: one holding register.
+    SingleRegister,
+    /// 16: several holding registers (also accepted for one).
+    MultipleRegisters,
+}
+
+impl WriteFunction {
+    pub fn code(self) -> u8 {
+        match self {
+            WriteFunction::SingleCoil => 5,
+            WriteFunction::SingleRegister => 6,
+            WriteFunction::MultipleRegisters => 16,
+        }
+    }
+}

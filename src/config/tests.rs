@@ -1,0 +1,157 @@
+use super::*;
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(text, Path::new("test.toml")) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("expected problems, got {other:?}"),
+    }
+}
+
+const BUS: &str = "[bus]\nport = \"/dev/null\"\n";
+
+#[test]
+fn example_config_is_the_reference_device() {
+    let config = parse(EXAMPLE, Path::new("configs/example.toml")).unwrap();
+    assert_eq!(config.bus.line.describe(), "9600 8E1");
+    let device = &config.devices[0];
+    assert_eq!((device.name.as_str(), device.unit.get()), ("climate", 10));
+    let names: Vec<_> = device
+        .registers
+        .iter()
+        .map(|r| (r.name.as_str(), r.address))
+        .collect();
+    assert_eq!(
+        names,
+        [("temperature", 0), ("humidity", 1), ("pwm", 2), ("test", 3)]
+    );
+    let pwm = &device.registers[2];
+    assert!(pwm.writable);
+    assert_eq!(pwm.write_function, WriteFunction::SingleRegister);
+    assert_eq!((pwm.codec.min, pwm.codec.max), (Some(0.0), Some(1023.0)));
+    assert_eq!(config.sim[0].values.len(), 4);
+    assert_eq!(config.mqtt.base_topic, "rtu2mqtt");
+    assert_eq!(config.mqtt.port, 1883);
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let p = problems(&format!(
+        "{BUS}[[device]]\nname = \"a\"\nunit = 1\npoll_rate = \"1s\"\n"
+    ));
+    assert_eq!(p.len(), 1);
+    assert_eq!((p[0].line, p[0].key.as_str()), (6, "poll_rate"));
+    assert!(p[0].message.contains("unknown field"), "{}", p[0].message);
+}
+
+#[test]
+fn scale_given_as_string_names_key() {
+    let p = problems(&format!(
+        "{BUS}[[device]]\nname = \"a\"\nunit = 1\n[[device.register]]\nname = \"t\"\naddress = 0\nscale = \"0.1\"\n"
+    ));
+    assert_eq!((p[0].line, p[0].key.as_str()), (9, "scale"));
+}
+
+#[test]
+fn every_validation_error_is_reported_with_its_line() {
+    let text = format!(
+        "{BUS}\
+[[device]]
+name = \"a\"
+unit = 0
+[[device.register]]
+name = \"big\"
+address = 70000
+[[device.register]]
+name = \"c\"
+table = \"coil\"
+type = \"u16\"
+address = 1
+[[device.register]]
+name = \"i\"
+table = \"input\"
+address = 2
+writable = true
+[[device.register]]
+name = \"s\"
+address = 3
+scale = 0
+min = 5
+max = 1
+"
+    );
+    let p = problems(&text);
+    let found: Vec<_> = p.iter().map(|p| (p.line, p.key.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            (5, "unit"),
+            (8, "address"),
+            (12, "type"),
+            (18, "writable"),
+            (22, "scale"),
+            (23, "min")
+        ]
+    );
+}
+
+#[test]
+fn overlapping_writable_registers_are_refused_but_views_are_not() {
+    let head = format!("{BUS}[[device]]\nname = \"a\"\nunit = 1\n");
+    let view = format!(
+        "{head}[[device.register]]\nname = \"wide\"\naddress = 0\ntype = \"u32\"\n[[device.register]]\nname = \"low\"\naddress = 1\n"
+    );
+    assert!(parse(&view, Path::new("t")).is_ok());
+    let clash = format!("{view}writable = true\n");
+    let p = problems(&clash);
+    assert_eq!((p[0].key.as_str(), p[0].line), ("address", 12));
+}
+
+#[test]
+fn names_and_units_are_unique() {
+    let text = format!(
+        "{BUS}[[device]]\nname = \"a\"\nunit = 1\n[[device.register]]\nname = \"x\"\naddress = 0\n[[device.register]]\nname = \"x\"\naddress = 1\n[[device]]\nname = \"a\"\nunit = 1\n"
+    );
+    let keys: Vec<_> = problems(&text).into_iter().map(|p| p.key).collect();
+    assert_eq!(keys, ["name", "name", "unit"]);
+}
+
+#[test]
+fn bad_durations_and_limits() {
+    let text = "[bus]\nport = \"/dev/null\"\ntimeout = \"soon\"\n[[device]]\nname = \"a\"\nunit = 1\nmax_read = 126\n";
+    let keys: Vec<_> = problems(text)
+        .into_iter()
+        .map(|p| (p.line, p.key))
+        .collect();
+    assert_eq!(
+        keys,
+        [(3, "timeout".to_owned()), (7, "max_read".to_owned())]
+    );
+}
+
+#[test]
+fn thirty_two_bit_register_refuses_function_6() {
+    let text = format!(
+        "{BUS}[[device]]\nname = \"a\"\nunit = 1\n[[device.register]]\nname = \"e\"\naddress = 0\ntype = \"u32\"\nwritable = true\nwrite_function = 6\n"
+    );
+    assert_eq!(problems(&text)[0].key, "write_function");
+}
+
+#[test]
+fn sim_values_must_name_registers_and_fit() {
+    let text = format!(
+        "{BUS}[[device]]\nname = \"a\"\nunit = 1\n[[device.register]]\nname = \"x\"\naddress = 0\n[sim.a]\nx = 70000\ny = 1\n"
+    );
+    let keys: Vec<_> = problems(&text)
+        .into_iter()
+        .map(|p| (p.line, p.key))
+        .collect();
+    assert_eq!(keys, [(10, "x".to_owned()), (11, "y".to_owned())]);
+}
+
+#[test]
+fn message_names_file_line_and_key() {
+    let err = parse("[bus]\nport = 1\n", Path::new("/etc/rtu2mqtt/x.toml")).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("/etc/rtu2mqtt/x.toml:2:"), "{text}");
+    assert!(text.contains("`port`"), "{text}");
+}

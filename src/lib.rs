@@ -1,0 +1,10 @@
+//! rtu2mqtt: a Modbus RTU to MQTT bridge.
+
+pub mod bus;
+pub mod cli;
+pub mod codec;
+pub mod commands;
+pub mod config;
+pub mod plan;
+pub mod scheduler;
+pub mod sim;

@@ -1,0 +1,319 @@
+//! The simulated slave bus: the units of a config answering on a serial port or a new
+//! pseudo-terminal, as real RTU slaves do (silence for other unit ids and bad CRCs), with
+//! fault injection for tests and an optional wire-speed mode that holds each answer back as
+//! long as a real line at the configured baud would.
+
+pub mod frame;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_serial::{SerialPort, SerialStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, LineSettings};
+use frame::{Memory, Parsed};
+
+/// A misbehaviour injected for one unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Never answers, as an absent or dead device.
+    Silent,
+    /// Answers after this delay.
+    Late(Duration),
+    /// Answers with a corrupted CRC.
+    BadCrc,
+    /// Answers every request with this exception code.
+    Exception(u8),
+    /// Answers, then leaves garbage on the line.
+    Noise,
+}
+
+/// A request that reached the slave (good CRC, any unit id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub unit: u8,
+    pub function: u8,
+    pub address: u16,
+    /// Read count or written quantity; for 5 and 6 the value written.
+    pub count: u16,
+    /// Registers written by 6 or 16 (coils by 5 as 0/1).
+    pub values: Vec<u16>,
+}
+
+/// Requests remembered for inspection; older ones are dropped.
+const SEEN_KEPT: usize = 10_000;
+/// Bytes written as line noise by [`Fault::Noise`].
+const NOISE: [u8; 6] = [0x00, 0xFF, 0x00, 0x55, 0xAA, 0x00];
+
+#[derive(Debug, Default)]
+struct State {
+    units: BTreeMap<u8, Memory>,
+    faults: HashMap<u8, Fault>,
+    seen: VecDeque<Seen>,
+    wire: Option<LineSettings>,
+}
+
+/// The simulated bus. Clones share state, so a test can inspect and steer a running one.
+#[derive(Debug, Clone, Default)]
+pub struct Simulator {
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+}
+
+impl Simulator {
+    /// The devices of `config`, every address of every register present, with the
+    /// initial values of its `[sim]` section (zero elsewhere).
+    pub fn from_config(config: &Config) -> Simulator {
+        let sim = Simulator::default();
+        {
+            let mut state = sim.lock();
+            for device in &config.devices {
+                let memory = state.units.entry(device.unit.get()).or_default();
+                for register in &device.registers {
+                    for address in register.address..=register.address + (register.width() - 1) {
+                        memory.set(register.table, address, 0);
+                    }
+                }
+            }
+            for initial in &config.sim {
+                let device = &config.devices[initial.device];
+                for (index, value) in &initial.values {
+                    let register = &device.registers[*index];
+                    // Validation encoded these already.
+                    let Ok(words) = register.codec.encode(*value) else {
+                        continue;
+                    };
+                    let memory = state.units.entry(device.unit.get()).or_default();
+                    for (address, word) in (register.address..).zip(words) {
+                        memory.set(register.table, address, word);
+                    }
+                }
+            }
+        }
+        sim
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the tables half-written in a way that matters here.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Injects `fault` for `unit`, or clears it with `None`.
+    pub fn set_fault(&self, unit: u8, fault: Option<Fault>) {
+        let mut state = self.lock();
+        match fault {
+            Some(f) => state.faults.insert(unit, f),
+            None => state.faults.remove(&unit),
+        };
+    }
+
+    /// Holds answers back as a line with these settings would (`None`: answer at once).
+    pub fn set_wire_speed(&self, line: Option<LineSettings>) {
+        self.lock().wire = line;
+    }
+
+    /// The requests that reached the slave so far, oldest first.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.lock().seen.iter().cloned().collect()
+    }
+
+    /// A holding register's content.
+    pub fn holding(&self, unit: u8, address: u16) -> Option<u16> {
+        self.lock().units.get(&unit)?.holding.get(&address).copied()
+    }
+
+    /// Sets a holding register (creating it), as the device itself would.
+    pub fn set_holding(&self, unit: u8, address: u16, value: u16) {
+        self.lock()
+            .units
+            .entry(unit)
+            .or_default()
+            .holding
+            .insert(address, value);
+    }
+
+    /// Removes an address from a unit's holding table, so reads over it fail with
+    /// exception 2.
+    pub fn remove_holding(&self, unit: u8, address: u16) {
+        if let Some(memory) = self.lock().units.get_mut(&unit) {
+            memory.holding.remove(&address);
+        }
+    }
+
+    /// Waits until `check` holds for the requests seen, or `timeout` passes.
+    pub async fn wait_for_seen(&self, timeout: Duration, check: impl Fn(&[Seen]) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            if check(self.lock().seen.make_contiguous()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Opens a pseudo-terminal: returns the end to serve, the end to hold open (so the
+    /// line stays up between masters) and the path a master opens.
+    pub fn open_pty() -> io::Result<(SerialStream, SerialStream, String)> {
+        let (serve, hold) = SerialStream::pair().map_err(io::Error::from)?;
+        let path = hold
+            .name()
+            .ok_or_else(|| io::Error::other("pseudo-terminal has no name"))?;
+        Ok((serve, hold, path))
+    }
+
+    /// Answers requests on `port` until `shutdown`.
+    pub async fn serve(
+        &self,
+        mut port: SerialStream,
+        shutdown: CancellationToken,
+    ) -> io::Result<()> {
+        let mut buf: Vec<u8> = Vec::with_capacity(512);
+        let mut chunk = [0u8; 512];
+        loop {
+            // A frame ends with silence: drop a partial one the line has given up on.
+            let frame_timeout = self.frame_timeout();
+            let read = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                read = port.read(&mut chunk) => Some(read),
+                () = tokio::time::sleep(frame_timeout), if !buf.is_empty() => None,
+            };
+            match read {
+                None => buf.clear(),
+                Some(Ok(0)) => idle().await,
+                Some(Ok(n)) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    self.answer_frames(&mut buf, &mut port).await?;
+                }
+                // A pty master reads EIO while no one holds the other end: the line is idle.
+                Some(Err(e)) if e.raw_os_error() == Some(5) => idle().await,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    fn frame_timeout(&self) -> Duration {
+        let line = self.lock().wire.unwrap_or(LineSettings {
+            baud: 9600,
+            parity: crate::config::Parity::None,
+            data_bits: 8,
+            stop_bits: 1,
+        });
+        line.frame_silence().max(Duration::from_millis(20))
+    }
+
+    async fn answer_frames(&self, buf: &mut Vec<u8>, port: &mut SerialStream) -> io::Result<()> {
+        loop {
+            match frame::parse_request(buf) {
+                Parsed::Incomplete => return Ok(()),
+                Parsed::Garbage => {
+                    buf.remove(0);
+                }
+                Parsed::Frame(len) => {
+                    let request: Vec<u8> = buf.drain(..len).collect();
+                    if let Some(answer) = self.answer(&request) {
+                        self.send(port, request.len(), answer).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The bytes to send back for one good request, after any fault; `None` for silence.
+    fn answer(&self, request: &[u8]) -> Option<(Vec<u8>, Option<Fault>)> {
+        let (unit, pdu) = (request[0], &request[1..request.len() - 2]);
+        let mut state = self.lock();
+        if state.seen.len() == SEEN_KEPT {
+            state.seen.pop_front();
+        }
+        state.seen.push_back(seen(unit, pdu));
+        self.changed.notify_waiters();
+        let fault = state.faults.get(&unit).copied();
+        if unit == 0 {
+            // Broadcast: every unit acts, none answers.
+            for memory in state.units.values_mut() {
+                let _ = memory.execute(pdu);
+            }
+            return None;
+        }
+        let memory = state.units.get_mut(&unit)?;
+        let result = match fault {
+            Some(Fault::Silent) => return None,
+            Some(Fault::Exception(code)) => Err(code),
+            _ => memory.execute(pdu),
+        };
+        let body = match result {
+            Ok(response) => [vec![unit], response].concat(),
+            Err(code) => vec![unit, pdu[0] | 0x80, code],
+        };
+        let mut frame = frame::with_crc(body);
+        if fault == Some(Fault::BadCrc) {
+            let last = frame.len() - 1;
+            frame[last] ^= 0x5A;
+        }
+        Some((frame, fault))
+    }
+
+    async fn send(
+        &self,
+        port: &mut SerialStream,
+        request_len: usize,
+        (mut frame, fault): (Vec<u8>, Option<Fault>),
+    ) -> io::Result<()> {
+        let wire = self.lock().wire;
+        if let Some(line) = wire {
+            // The request was still arriving, and the answer takes its own time to travel.
+            // Frames are at most 256 bytes.
+            let chars = (request_len + frame.len()) as f64;
+            tokio::time::sleep(line.frame_silence() + line.chars(chars)).await;
+        }
+        if let Some(Fault::Late(delay)) = fault {
+            tokio::time::sleep(delay).await;
+        }
+        if fault == Some(Fault::Noise) {
+            frame.extend_from_slice(&NOISE);
+        }
+        port.write_all(&frame).await?;
+        port.flush().await
+    }
+}
+
+/// What a request asked, for [`Simulator::seen`].
+fn seen(unit: u8, pdu: &[u8]) -> Seen {
+    let function = pdu[0];
+    let word = |at: usize| {
+        pdu.get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let values = match function {
+        5 => vec![u16::from(word(3) == 0xFF00)],
+        6 => vec![word(3)],
+        16 => pdu
+            .get(6..)
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Seen {
+        unit,
+        function,
+        address: word(1),
+        count: word(3),
+        values,
+    }
+}
+
+async fn idle() {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}

@@ -1,0 +1,6 @@
+//! Integration tests, one binary: each module is an area, `util` the shared set-up.
+
+mod bus;
+mod cli;
+mod util;
+mod wiring;
