@@ -8,7 +8,8 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cli.log_level))
+        // rumqttd (the demo's broker) is chatty at info.
+        .or_else(|_| EnvFilter::try_new(format!("{},rumqttd=off", cli.log_level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

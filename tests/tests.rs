@@ -2,5 +2,6 @@
 
 mod bus;
 mod cli;
+mod mqtt;
 mod util;
 mod wiring;

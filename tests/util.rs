@@ -66,3 +66,284 @@ pub fn small_config(bus_extra: &str, device_extra: &str, registers: &str) -> Str
         }
     )
 }
+
+/// A real MQTT broker on a free loopback port: mosquitto when installed (it can be stopped
+/// and started again), else the embedded one.
+pub struct Broker {
+    pub port: u16,
+    mosquitto: Option<(std::process::Child, tempfile::TempDir)>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn have_mosquitto() -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", "command -v mosquitto"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn wait_listening(port: u16) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        if have_mosquitto() {
+            let mut broker = Broker {
+                port,
+                mosquitto: None,
+            };
+            broker.restart();
+            broker
+        } else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "mosquitto is missing on CI: .ci/run must install it"
+            );
+            eprintln!("mosquitto is not installed: using the embedded broker");
+            rtu2mqtt::broker::start(port).expect("embedded broker");
+            Broker {
+                port,
+                mosquitto: None,
+            }
+        }
+    }
+
+    /// Whether this broker can be stopped and started (mosquitto only).
+    pub fn restartable() -> bool {
+        if !have_mosquitto() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "mosquitto is missing on CI: .ci/run must install it"
+            );
+            eprintln!("SKIPPED: needs mosquitto to restart the broker (apt-get install mosquitto)");
+            return false;
+        }
+        true
+    }
+
+    pub fn stop(&mut self) {
+        if let Some((mut child, _dir)) = self.mosquitto.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts mosquitto (again) on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
+                self.port
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.mosquitto = Some((child, dir));
+        wait_listening(self.port);
+    }
+}
+
+/// An MQTT client that records every message under a filter.
+pub struct Watcher {
+    pub client: rumqttc::AsyncClient,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<Message>>>,
+    arrived: std::sync::Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: String,
+    pub retain: bool,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Watcher {
+    /// Connects and subscribes to `filter`; returns once the subscription is acknowledged.
+    pub async fn connect(port: u16, filter: &str) -> Watcher {
+        use rumqttc::{Event, Packet};
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut options = rumqttc::MqttOptions::new(
+            format!("watcher-{}-{id}", std::process::id()),
+            "127.0.0.1",
+            port,
+        );
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+        client
+            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+        let stop = CancellationToken::new();
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let mut subscribed_tx = Some(subscribed_tx);
+        let (store, notify, token) = (messages.clone(), arrived.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    () = token.cancelled() => return,
+                    event = eventloop.poll() => event,
+                };
+                match event {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        store.lock().unwrap().push(Message {
+                            topic: p.topic.clone(),
+                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                            retain: p.retain,
+                        });
+                        notify.notify_waiters();
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(DEADLINE, subscribed)
+            .await
+            .expect("suback in time")
+            .expect("suback");
+        Watcher {
+            client,
+            messages,
+            arrived,
+            stop,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<Message> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// Payloads seen on `topic`, in order.
+    pub fn payloads(&self, topic: &str) -> Vec<String> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.topic == topic)
+            .map(|m| m.payload)
+            .collect()
+    }
+
+    /// Waits until `check` holds for the messages so far; false after the deadline.
+    pub async fn wait_for(&self, check: impl Fn(&[Message]) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let notified = self.arrived.notified();
+            if check(&self.messages.lock().unwrap()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Waits until `topic` has had `payload`.
+    pub async fn wait_payload(&self, topic: &str, payload: &str) -> bool {
+        self.wait_for(|ms| ms.iter().any(|m| m.topic == topic && m.payload == payload))
+            .await
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("publish");
+    }
+}
+
+/// `rtu2mqtt run` as a separate process, killed when dropped.
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl GatewayProcess {
+    /// Runs the gateway on `config_text` (written to a file of its own).
+    pub fn start(config_text: &str) -> GatewayProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config_text).expect("write config");
+        let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_rtu2mqtt"))
+            .arg("run")
+            .arg("-c")
+            .arg(&path)
+            .env("RUST_LOG", "rtu2mqtt=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start rtu2mqtt run");
+        GatewayProcess { child, dir }
+    }
+
+    /// What the gateway logged so far, for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// Sends a signal (`libc`-free: through `kill`).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+}
+
+/// The example config on `port` and `broker`, polling faster so tests are quick.
+pub fn example_text(port: &str, broker: u16) -> String {
+    rtu2mqtt::config::EXAMPLE
+        .replace("port = \"/dev/ttyUSB0\"", &format!("port = \"{port}\""))
+        .replace("[mqtt]\n", &format!("[mqtt]\nport = {broker}\n"))
+        .replace("poll = \"2s\"", "poll = \"200ms\"")
+}

@@ -1,6 +1,7 @@
 //! The subcommands: each takes its parsed arguments and returns how the process ends.
 
 mod check;
+mod demo;
 mod oneshot;
 mod sim;
 
@@ -17,9 +18,12 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sim(args) => sim::run(args).await,
         Command::Read(args) => oneshot::read(args).await,
         Command::Write(args) => oneshot::write(args).await,
-        Command::Run(_) | Command::Demo => {
-            anyhow::bail!("not built yet: this command comes with the MQTT bridge")
+        Command::Run(args) => {
+            let config = crate::config::load(&args.config)?;
+            crate::app::run(config, shutdown_on_signals()?).await?;
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Demo => demo::run().await,
     }
 }
 

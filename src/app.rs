@@ -1,0 +1,79 @@
+//! The gateway: spawns the bus, scheduler, command executor, MQTT connection and bridge,
+//! and waits for all of them after the shutdown signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::AsyncClient;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus;
+use crate::config::Config;
+use crate::mqtt::{self, Bridge, Topics, connection};
+use crate::plan;
+use crate::scheduler::Scheduler;
+
+/// Requests rumqttc may hold while the broker is away; later ones are dropped (the state
+/// is published again in full after reconnecting).
+const MQTT_QUEUE: usize = 256;
+/// How long a clean shutdown may take to say `offline` and disconnect.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+
+/// Runs the gateway until `shutdown` fires.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let topics = Topics::new(&config);
+    let options = connection::options(&config.mqtt, &topics.bridge_state())?;
+    let (client, eventloop) = AsyncClient::new(options, MQTT_QUEUE);
+
+    let reads = plan::plan(&config.devices).len();
+    // Room for every read twice: the scheduler's own and those split after exception 2.
+    let (bus, bus_task) = bus::bus(config.bus.clone(), reads * 2);
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let scheduler = Scheduler::new(&config, bus.clone(), events_tx);
+    let (link_tx, link) = mpsc::channel(64);
+    let (commands_tx, commands) = mpsc::channel(16);
+    let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
+    let bridge = Bridge::new(Arc::clone(&config), client);
+
+    tracing::info!(
+        devices = config.devices.len(),
+        reads,
+        port = %config.bus.port,
+        broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port),
+        "rtu2mqtt starting"
+    );
+    let tasks = TaskTracker::new();
+    // The connection outlives the shutdown signal long enough to carry `offline`.
+    let connection_stop = CancellationToken::new();
+    tasks.spawn(bus_task.run(shutdown.clone()));
+    tasks.spawn(scheduler.run(shutdown.clone()));
+    tasks.spawn(mqtt::execute_commands(
+        Arc::clone(&config),
+        bus,
+        commands,
+        outcomes_tx,
+        shutdown.clone(),
+    ));
+    tasks.spawn(connection::drive(
+        eventloop,
+        link_tx,
+        connection_stop.clone(),
+    ));
+    tasks.spawn(bridge.run(events, link, outcomes, commands_tx, shutdown.clone()));
+    tasks.close();
+
+    shutdown.cancelled().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::debug!("broker did not take the disconnect in time");
+        connection_stop.cancel();
+        tasks.wait().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

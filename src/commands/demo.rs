@@ -1,0 +1,85 @@
+//! `rtu2mqtt demo`: the reference device simulated on a pseudo-terminal, an embedded broker
+//! on loopback and the gateway between them, with every publish printed.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, EXAMPLE};
+use crate::sim::Simulator;
+use crate::{app, broker};
+
+pub async fn run() -> anyhow::Result<ExitCode> {
+    let mut config = config::parse(EXAMPLE, Path::new("configs/example.toml"))?;
+    let shutdown = super::shutdown_on_signals()?;
+
+    let port = broker::free_port(1883)?;
+    broker::start(port)?;
+
+    let sim = Simulator::from_config(&config);
+    let (serve, _held_open, pty) =
+        Simulator::open_pty().context("cannot open a pseudo-terminal")?;
+    let serving = sim.clone();
+    let token = shutdown.clone();
+    tokio::spawn(async move { serving.serve(serve, token).await });
+    tokio::spawn(drift_temperature(sim, shutdown.clone()));
+
+    config.bus.port = pty.clone();
+    config.mqtt.host = "127.0.0.1".to_owned();
+    config.mqtt.port = port;
+    config.mqtt.client_id = "rtu2mqtt-demo".to_owned();
+    let base = config.mqtt.base_topic.clone();
+    tokio::spawn(print_publishes(port, base.clone(), shutdown.clone()));
+
+    println!("rtu2mqtt demo");
+    println!("  simulated device: climate, unit 10, on {pty} (9600 8E1)");
+    println!("  MQTT broker:      127.0.0.1:{port} (embedded)");
+    println!("  values:           {base}/climate/{{temperature,humidity,pwm,test}}");
+    println!("Move the PWM from another terminal (apt-get install mosquitto-clients):");
+    println!("  mosquitto_pub -h 127.0.0.1 -p {port} -t {base}/climate/pwm/set -m 512");
+    println!("Watch it all with:");
+    println!("  mosquitto_sub -h 127.0.0.1 -p {port} -t '{base}/#' -v");
+    println!("Every publish follows as `topic payload`. Ctrl-C stops the demo.\n");
+
+    app::run(config, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Moves the simulated temperature a little every few seconds, so the demo shows life.
+async fn drift_temperature(sim: Simulator, shutdown: CancellationToken) {
+    const STEPS: [u16; 6] = [215, 216, 217, 218, 217, 216];
+    for raw in STEPS.iter().cycle() {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => sim.set_holding(10, 0, *raw),
+        }
+    }
+}
+
+/// Prints every message under the base topic, as `mosquitto_sub -v` would.
+async fn print_publishes(port: u16, base: String, shutdown: CancellationToken) {
+    let mut options = MqttOptions::new("rtu2mqtt-demo-watch", "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    if let Err(e) = client.subscribe(format!("{base}/#"), QoS::AtMostOnce).await {
+        tracing::error!(error = %e, "cannot watch the broker");
+        return;
+    }
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = eventloop.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                println!("{} {}", p.topic, String::from_utf8_lossy(&p.payload));
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The broker connection: options from the config (credentials, TLS, last will) and the
+//! task that keeps rumqttc's event loop polled, reconnecting with back-off.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::{
+    Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Mqtt, Tls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot read the MQTT password file {}: {source}", path.display())]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS: cannot use {}: {reason}", path.display())]
+    TlsFile { path: PathBuf, reason: String },
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Largest packet accepted from the broker. Commands are refused past 64 bytes by the
+/// bridge; this only keeps an oversized message from costing the connection.
+const MAX_INCOMING_PACKET: usize = 1024 * 1024;
+
+pub fn qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+/// Connection options; `will_topic` gets a retained `offline` if the connection dies.
+pub fn options(mqtt: &Mqtt, will_topic: &str) -> Result<MqttOptions, SetupError> {
+    let mut options = MqttOptions::new(&mqtt.client_id, &mqtt.host, mqtt.port);
+    options
+        .set_keep_alive(mqtt.keepalive.max(Duration::from_secs(1)))
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_INCOMING_PACKET)
+        .set_last_will(LastWill::new(will_topic, "offline", qos(mqtt.qos), true));
+    if let Some(user) = &mqtt.username {
+        let password = match &mqtt.password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|source| SetupError::PasswordFile {
+                    path: path.clone(),
+                    source,
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            None => String::new(),
+        };
+        options.set_credentials(user, password);
+    }
+    if let Some(tls) = &mqtt.tls {
+        options.set_transport(Transport::tls_with_config(tls_config(tls)?));
+    }
+    Ok(options)
+}
+
+fn tls_config(tls: &Tls) -> Result<TlsConfiguration, SetupError> {
+    let file_error = |path: &Path, e: &dyn std::fmt::Display| SetupError::TlsFile {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| file_error(path, &e))? {
+                roots.add(cert.map_err(|e| file_error(path, &e))?)?;
+            }
+        }
+        None => {
+            let (added, _ignored) =
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            tracing::debug!(added, "system CA certificates loaded");
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let config = match &tls.client_auth {
+        Some((cert_path, key_path)) => {
+            let certs = CertificateDer::pem_file_iter(cert_path)
+                .map_err(|e| file_error(cert_path, &e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| file_error(cert_path, &e))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key_path).map_err(|e| file_error(key_path, &e))?;
+            builder.with_client_auth_cert(certs, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(TlsConfiguration::Rustls(Arc::new(config)))
+}
+
+/// What the connection reports to the bridge.
+#[derive(Debug)]
+pub enum LinkEvent {
+    Connected,
+    Disconnected,
+    Message { topic: String, payload: Bytes },
+}
+
+const RECONNECT_FIRST: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// Polls the event loop until a clean disconnect has gone out or `stop` fires. rumqttc
+/// reconnects on the next poll after an error; the back-off between polls is ours.
+pub async fn drive(
+    mut eventloop: EventLoop,
+    link: mpsc::Sender<LinkEvent>,
+    stop: CancellationToken,
+) {
+    let mut backoff = RECONNECT_FIRST;
+    let mut connected = false;
+    let mut down_reported = false;
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => return,
+            event = eventloop.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                tracing::info!(broker = ?eventloop.mqtt_options.broker_address(), "connected to the MQTT broker");
+                connected = true;
+                down_reported = false;
+                backoff = RECONNECT_FIRST;
+                let _ = link.send(LinkEvent::Connected).await;
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let message = LinkEvent::Message {
+                    topic: publish.topic,
+                    payload: publish.payload,
+                };
+                if link.try_send(message).is_err() {
+                    tracing::warn!("commands arrive faster than they can be handled: one dropped");
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(error) => {
+                if connected {
+                    connected = false;
+                    let _ = link.send(LinkEvent::Disconnected).await;
+                }
+                // Said once per outage; the retries themselves only at debug level.
+                if down_reported {
+                    tracing::debug!(%error, retry_in = ?backoff, "MQTT broker still unreachable");
+                } else {
+                    tracing::warn!(%error, "MQTT broker unreachable; polling goes on, reconnecting with back-off");
+                    down_reported = true;
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+            }
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The MQTT bridge: values to topics, `/set` topics to writes, availability and errors.
+//!
+//! The bridge never waits on the broker: it hands messages to rumqttc with `try_publish`
+//! and keeps the current state itself, so that after every (re)connect it can publish all
+//! of it again for new subscribers.
+
+pub mod command;
+pub mod connection;
+pub mod topics;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rumqttc::{AsyncClient, QoS};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{BusError, BusHandle};
+use crate::codec::Value;
+use crate::config::{Config, PublishMode};
+use crate::plan::ReadRequest;
+use crate::scheduler::Event;
+use command::Command;
+use connection::LinkEvent;
+pub use topics::Topics;
+
+/// What became of a command once the bus had it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub command: Command,
+    pub topic: String,
+    pub payload: String,
+    pub result: Result<Value, BusError>,
+}
+
+/// The JSON published on `bridge/error`.
+#[derive(Debug, Serialize)]
+struct ErrorReport<'a> {
+    topic: &'a str,
+    payload: Option<&'a str>,
+    error: &'a str,
+}
+
+#[derive(Debug, Default, Clone)]
+struct RegisterState {
+    /// Latest value read, formatted.
+    latest: Option<(Value, String)>,
+    /// Last value published and when.
+    published: Option<(Value, String, Instant)>,
+}
+
+#[derive(Debug)]
+pub struct Bridge {
+    config: Arc<Config>,
+    topics: Topics,
+    client: AsyncClient,
+    qos: QoS,
+    connected: bool,
+    registers: Vec<Vec<RegisterState>>,
+    availability: Vec<Option<bool>>,
+}
+
+impl Bridge {
+    pub fn new(config: Arc<Config>, client: AsyncClient) -> Bridge {
+        let registers = config
+            .devices
+            .iter()
+            .map(|d| vec![RegisterState::default(); d.registers.len()])
+            .collect();
+        Bridge {
+            topics: Topics::new(&config),
+            qos: connection::qos(config.mqtt.qos),
+            availability: vec![None; config.devices.len()],
+            registers,
+            config,
+            client,
+            connected: false,
+        }
+    }
+
+    /// Runs until `shutdown`, then says `offline` and disconnects.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        mut link: mpsc::Receiver<LinkEvent>,
+        mut outcomes: mpsc::UnboundedReceiver<Outcome>,
+        commands: mpsc::Sender<(Command, String, String)>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(event) = events.recv() => self.on_event(event),
+                Some(outcome) = outcomes.recv() => self.on_outcome(outcome),
+                Some(message) = link.recv() => match message {
+                    LinkEvent::Connected => self.on_connect(),
+                    LinkEvent::Disconnected => self.connected = false,
+                    LinkEvent::Message { topic, payload } => {
+                        self.on_command(&topic, &payload, &commands);
+                    }
+                },
+            }
+        }
+        self.publish(&self.topics.bridge_state(), "offline".to_owned(), true);
+        if let Err(e) = self.client.try_disconnect() {
+            tracing::debug!(error = %e, "disconnect not sent");
+        }
+    }
+
+    fn publish(&self, topic: &str, payload: String, retain: bool) {
+        if !self.connected {
+            return;
+        }
+        tracing::trace!(topic, payload, "publish");
+        if let Err(e) = self.client.try_publish(topic, self.qos, retain, payload) {
+            tracing::warn!(topic, error = %e, "publish dropped: the MQTT queue is full");
+        }
+    }
+
+    fn report_error(&self, topic: &str, payload: Option<&str>, error: &str) {
+        let report = ErrorReport {
+            topic,
+            payload,
+            error,
+        };
+        match serde_json::to_string(&report) {
+            Ok(json) => self.publish(&self.topics.bridge_error(), json, false),
+            Err(e) => tracing::error!(error = %e, "cannot encode an error report"),
+        }
+    }
+
+    fn on_connect(&mut self) {
+        self.connected = true;
+        self.publish(&self.topics.bridge_state(), "online".to_owned(), true);
+        let subscriptions = self.topics.subscriptions();
+        let filters = subscriptions
+            .iter()
+            .map(|t| rumqttc::SubscribeFilter::new(t.clone(), self.qos));
+        if let Err(e) = self.client.try_subscribe_many(filters) {
+            tracing::error!(error = %e, "cannot subscribe to the command topics");
+        }
+        // A new session: everything current goes out again for new subscribers.
+        let retain = self.config.mqtt.retain;
+        for (d, registers) in self.registers.iter_mut().enumerate() {
+            for (r, state) in registers.iter_mut().enumerate() {
+                if let Some((value, text)) = state.latest.clone() {
+                    let topic = self.topics.value(d, r);
+                    tracing::trace!(topic, payload = text, "republish");
+                    if self
+                        .client
+                        .try_publish(topic, self.qos, retain, text.clone())
+                        .is_ok()
+                    {
+                        state.published = Some((value, text, Instant::now()));
+                    }
+                }
+            }
+        }
+        for (d, online) in self.availability.iter().enumerate() {
+            if let Some(online) = online {
+                let topic = self.topics.availability(&self.config.devices[d].name);
+                self.publish(&topic, availability(*online), true);
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Values { device, values } => {
+                for (register, value) in values {
+                    self.on_value(device, register, value);
+                }
+            }
+            Event::Failed {
+                device,
+                registers,
+                error,
+            } => {
+                let d = &self.config.devices[device];
+                let names: Vec<&str> = registers
+                    .iter()
+                    .map(|r| d.registers[*r].name.as_str())
+                    .collect();
+                let message = format!("reading {} of {}: {error}", names.join(", "), d.name);
+                let topic = format!("{}/{}", self.config.mqtt.base_topic, d.name);
+                self.report_error(&topic, None, &message);
+            }
+            Event::Availability { device, online } => {
+                let name = &self.config.devices[device].name;
+                if online {
+                    tracing::info!(device = %name, "device online");
+                } else {
+                    tracing::warn!(device = %name, "device offline: it stopped answering");
+                }
+                self.availability[device] = Some(online);
+                self.publish(&self.topics.availability(name), availability(online), true);
+            }
+        }
+    }
+
+    fn on_value(&mut self, device: usize, register: usize, value: Value) {
+        let spec = &self.config.devices[device].registers[register];
+        let text = spec.codec.format(value);
+        let state = &mut self.registers[device][register];
+        state.latest = Some((value, text.clone()));
+        let due = match (&state.published, spec.publish) {
+            (None, _) | (_, PublishMode::Always) => true,
+            (Some((last, last_text, at)), PublishMode::Change) => {
+                changed(*last, last_text, value, &text, spec.deadband)
+                    || spec.republish.is_some_and(|every| at.elapsed() >= every)
+            }
+        };
+        if due && self.connected {
+            self.publish(
+                self.topics.value(device, register),
+                text.clone(),
+                self.config.mqtt.retain,
+            );
+            self.registers[device][register].published = Some((value, text, Instant::now()));
+        }
+    }
+
+    fn on_command(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        commands: &mpsc::Sender<(Command, String, String)>,
+    ) {
+        let quoted = command::quote(payload);
+        match command::parse(&self.config, self.topics.command(topic), topic, payload) {
+            Ok(command) => {
+                tracing::info!(topic, payload = %quoted, "command accepted");
+                if commands
+                    .try_send((command, topic.to_owned(), quoted.clone()))
+                    .is_err()
+                {
+                    self.refuse(topic, &quoted, "too many commands waiting for the bus");
+                }
+            }
+            Err(reason) => self.refuse(topic, &quoted, &reason),
+        }
+    }
+
+    fn refuse(&self, topic: &str, payload: &str, reason: &str) {
+        tracing::warn!(topic, payload, reason, "command refused");
+        self.report_error(topic, Some(payload), reason);
+    }
+
+    fn on_outcome(&mut self, outcome: Outcome) {
+        let Outcome {
+            command,
+            topic,
+            payload,
+            result,
+        } = outcome;
+        match result {
+            Ok(value) => self.on_value(command.device, command.register, value),
+            Err(error) => {
+                tracing::warn!(topic, payload, %error, "command failed on the bus");
+                self.report_error(&topic, Some(&payload), &error.to_string());
+            }
+        }
+    }
+}
+
+fn availability(online: bool) -> String {
+    if online { "online" } else { "offline" }.to_owned()
+}
+
+/// Whether a new value differs from the last published one by more than the deadband.
+fn changed(last: Value, last_text: &str, new: Value, new_text: &str, deadband: f64) -> bool {
+    match (last, new) {
+        (Value::Number(a), Value::Number(b)) if deadband > 0.0 => (a - b).abs() > deadband,
+        _ => last_text != new_text,
+    }
+}
+
+/// Executes accepted commands one at a time, in order: the write, then a read-back of the
+/// register so the published value is the device's, not the request's.
+pub async fn execute_commands(
+    config: Arc<Config>,
+    bus: BusHandle,
+    mut commands: mpsc::Receiver<(Command, String, String)>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (command, topic, payload) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            Some(next) = commands.recv() => next,
+            else => return,
+        };
+        let register = &config.devices[command.device].registers[command.register];
+        let read_back = ReadRequest {
+            unit: command.write.unit,
+            table: register.table,
+            address: register.address,
+            count: register.width(),
+        };
+        let result = match bus.write(command.write.clone()).await {
+            Ok(()) => bus.read(read_back).await.and_then(|data| {
+                register
+                    .codec
+                    .decode(&data.words())
+                    .ok_or_else(|| BusError::BadFrame("short read-back".to_owned()))
+            }),
+            Err(e) => Err(e),
+        };
+        let _ = outcomes.send(Outcome {
+            command,
+            topic,
+            payload,
+            result,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadband_decides_what_is_a_change() {
+        let n = Value::Number;
+        assert!(!changed(n(21.5), "21.5", n(21.5), "21.5", 0.0));
+        assert!(changed(n(21.5), "21.5", n(21.6), "21.6", 0.0));
+        assert!(!changed(n(21.5), "21.5", n(21.9), "21.9", 0.5));
+        assert!(changed(n(21.5), "21.5", n(22.1), "22.1", 0.5));
+        assert!(changed(
+            Value::Bool(true),
+            "true",
+            Value::Bool(false),
+            "false",
+            0.5
+        ));
+    }
+}

@@ -1,0 +1,287 @@
+//! The gateway process between the simulated slave (pseudo-terminal) and a real broker.
+
+use std::time::{Duration, Instant};
+
+use rtu2mqtt::sim::Fault;
+
+use crate::util::{Broker, DEADLINE, GatewayProcess, Watcher, example, example_text, start_sim};
+
+const STATE: &str = "rtu2mqtt/bridge/state";
+const ERRORS: &str = "rtu2mqtt/bridge/error";
+const PWM: &str = "rtu2mqtt/climate/pwm";
+const TEMPERATURE: &str = "rtu2mqtt/climate/temperature";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_values_arrive_on_their_topics() {
+    let broker = Broker::start();
+    let sim = start_sim(&example());
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
+    for (register, value) in [
+        ("temperature", "21.5"),
+        ("humidity", "55.3"),
+        ("pwm", "0"),
+        ("test", "-157"),
+    ] {
+        let topic = format!("rtu2mqtt/climate/{register}");
+        assert!(
+            watcher.wait_payload(&topic, value).await,
+            "{topic} {value}\n{}",
+            gateway.log()
+        );
+    }
+    assert!(watcher.wait_payload(STATE, "online").await);
+    assert!(
+        watcher
+            .wait_payload("rtu2mqtt/climate/availability", "online")
+            .await
+    );
+    // Values are retained as configured: a late subscriber gets them at once.
+    let late = Watcher::connect(broker.port, TEMPERATURE).await;
+    assert!(
+        late.wait_for(|ms| ms.iter().any(|m| m.retain && m.payload == "21.5"))
+            .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_writes_function_6_and_the_read_back_is_published() {
+    let broker = Broker::start();
+    let sim = start_sim(&example());
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
+    assert!(watcher.wait_payload(PWM, "0").await, "{}", gateway.log());
+    watcher.publish("rtu2mqtt/climate/pwm/set", "512").await;
+    assert!(
+        sim.sim
+            .wait_for_seen(DEADLINE, |seen| seen
+                .iter()
+                .any(|s| s.function == 6 && s.address == 2 && s.values == [512]))
+            .await,
+        "{}",
+        gateway.log()
+    );
+    assert_eq!(sim.sim.holding(10, 2), Some(512));
+    assert!(watcher.wait_payload(PWM, "512").await, "{}", gateway.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_commands_are_refused_and_never_reach_the_bus() {
+    let broker = Broker::start();
+    let sim = start_sim(&example());
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
+    assert!(
+        watcher.wait_payload(STATE, "online").await,
+        "{}",
+        gateway.log()
+    );
+    assert!(watcher.wait_payload(PWM, "0").await, "{}", gateway.log());
+    let huge = "7".repeat(100_000);
+    let commands: Vec<(&str, &str)> = vec![
+        ("rtu2mqtt/climate/pwm/set", "abc"),
+        ("rtu2mqtt/climate/pwm/set", ""),
+        ("rtu2mqtt/climate/pwm/set", "NaN"),
+        ("rtu2mqtt/climate/pwm/set", "1e9"),
+        ("rtu2mqtt/climate/pwm/set", "-5"),
+        ("rtu2mqtt/climate/pwm/set", "1024"),
+        ("rtu2mqtt/climate/pwm/set", &huge),
+        ("rtu2mqtt/climate/temperature/set", "20"),
+        ("rtu2mqtt/climate/nothing/set", "1"),
+    ];
+    for (topic, payload) in &commands {
+        watcher.publish(topic, payload.as_bytes()).await;
+    }
+    let reports = |messages: &[crate::util::Message]| -> Vec<serde_json::Value> {
+        messages
+            .iter()
+            .filter(|m| m.topic == ERRORS)
+            .filter_map(|m| serde_json::from_str(&m.payload).ok())
+            .collect()
+    };
+    let all_refused = watcher
+        .wait_for(|ms| {
+            let reports = reports(ms);
+            commands.iter().all(|(topic, payload)| {
+                reports.iter().any(|r| {
+                    r["topic"] == *topic
+                        && r["payload"]
+                            .as_str()
+                            .is_some_and(|p| payload.starts_with(p.trim_end_matches('…')))
+                        && r["error"].as_str().is_some_and(|e| !e.is_empty())
+                })
+            })
+        })
+        .await;
+    assert!(
+        all_refused,
+        "reports: {:#?}\n{}",
+        reports(&watcher.messages()),
+        gateway.log()
+    );
+    // The 100 kB payload is quoted cut short, not echoed whole.
+    assert!(
+        watcher
+            .messages()
+            .iter()
+            .filter(|m| m.topic == ERRORS)
+            .all(|m| m.payload.len() < 400)
+    );
+    // Values keep flowing after all that, and nothing was written.
+    let before = watcher.payloads(TEMPERATURE).len();
+    assert!(watcher.wait_for(|ms| more_values(ms, before)).await);
+    assert!(
+        sim.sim.seen().iter().all(|s| s.function == 3),
+        "{:?}",
+        sim.sim.seen()
+    );
+    assert_eq!(sim.sim.holding(10, 2), Some(0));
+}
+
+/// At least three more temperature values than `before`.
+fn more_values(messages: &[crate::util::Message], before: usize) -> bool {
+    messages.iter().filter(|m| m.topic == TEMPERATURE).count() >= before + 3
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_state_is_online_then_offline_when_killed() {
+    let broker = Broker::start();
+    let sim = start_sim(&example());
+    let watcher = Watcher::connect(broker.port, STATE).await;
+    let mut gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
+    assert!(
+        watcher.wait_payload(STATE, "online").await,
+        "{}",
+        gateway.log()
+    );
+    gateway.child.kill().expect("SIGKILL");
+    let _ = gateway.child.wait();
+    assert!(
+        watcher.wait_payload(STATE, "offline").await,
+        "the broker's last will"
+    );
+    let retained = Watcher::connect(broker.port, STATE).await;
+    assert!(
+        retained
+            .wait_for(|ms| ms.iter().any(|m| m.retain && m.payload == "offline"))
+            .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_says_offline_and_exits_zero_within_a_second() {
+    let broker = Broker::start();
+    let sim = start_sim(&example());
+    let watcher = Watcher::connect(broker.port, STATE).await;
+    let mut gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
+    assert!(
+        watcher.wait_payload(STATE, "online").await,
+        "{}",
+        gateway.log()
+    );
+    let sent = Instant::now();
+    gateway.signal("TERM");
+    let status = loop {
+        if let Some(status) = gateway.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "still running\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let took = sent.elapsed();
+    assert!(status.success(), "{status:?}\n{}", gateway.log());
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert!(watcher.wait_payload(STATE, "offline").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absent_unit_goes_offline_while_the_other_keeps_publishing() {
+    let broker = Broker::start();
+    let ghost = "\n[[device]]\nname = \"ghost\"\nunit = 11\npoll = \"200ms\"\n[[device.register]]\nname = \"x\"\naddress = 0\n";
+    let sim = start_sim(&example());
+    sim.sim.set_fault(11, Some(Fault::Silent));
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let text = example_text(&sim.path, broker.port).replace(
+        "\n# What `rtu2mqtt sim`",
+        &format!("{ghost}\n# What `rtu2mqtt sim`"),
+    );
+    let gateway =
+        GatewayProcess::start(&text.replace("timeout = \"300ms\"", "timeout = \"100ms\""));
+    assert!(
+        watcher
+            .wait_payload("rtu2mqtt/ghost/availability", "offline")
+            .await,
+        "{}",
+        gateway.log()
+    );
+    assert!(
+        watcher
+            .wait_payload("rtu2mqtt/climate/availability", "online")
+            .await
+    );
+    let before = watcher.payloads(TEMPERATURE).len();
+    assert!(
+        watcher.wait_for(|ms| more_values(ms, before)).await,
+        "{}",
+        gateway.log()
+    );
+    assert!(
+        !watcher
+            .payloads("rtu2mqtt/climate/availability")
+            .contains(&"offline".to_owned())
+    );
+    // Its failures are reported.
+    assert!(
+        watcher
+            .wait_for(|ms| ms
+                .iter()
+                .any(|m| m.topic == ERRORS && m.payload.contains("ghost")))
+            .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_resumes_publishing_and_commands() {
+    if !Broker::restartable() {
+        return;
+    }
+    let mut broker = Broker::start();
+    let sim = start_sim(&example());
+    let gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
+    {
+        let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+        assert!(
+            watcher.wait_payload(TEMPERATURE, "21.5").await,
+            "{}",
+            gateway.log()
+        );
+    }
+    broker.stop();
+    // Polling goes on without the broker.
+    let polls = sim.sim.seen().len();
+    assert!(
+        sim.sim
+            .wait_for_seen(DEADLINE, |seen| seen.len() >= polls + 3)
+            .await
+    );
+    broker.restart();
+    // mosquitto kept nothing (no persistence): whatever arrives now was published again.
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    assert!(
+        watcher.wait_payload(STATE, "online").await,
+        "{}",
+        gateway.log()
+    );
+    assert!(
+        watcher.wait_payload(TEMPERATURE, "21.5").await,
+        "{}",
+        gateway.log()
+    );
+    watcher.publish("rtu2mqtt/climate/pwm/set", "300").await;
+    assert!(watcher.wait_payload(PWM, "300").await, "{}", gateway.log());
+    assert_eq!(sim.sim.holding(10, 2), Some(300));
+}
