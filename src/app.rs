@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::AsyncClient;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bus;
 use crate::config::Config;
-use crate::mqtt::{self, Bridge, Topics, connection};
+use crate::mqtt::{self, Bridge, Monitors, Topics, connection};
 use crate::plan;
 use crate::scheduler::Scheduler;
 
@@ -36,7 +36,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let (link_tx, link) = mpsc::channel(64);
     let (commands_tx, commands) = mpsc::channel(16);
     let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
-    let bridge = Bridge::new(Arc::clone(&config), client);
+    let monitors = Monitors {
+        bus: bus_task.stats(),
+        scheduler: scheduler.stats(),
+    };
+    let bridge = Bridge::new(Arc::clone(&config), client, monitors);
+    let ready = tell_systemd_when_ready(bus_task.port_open(), bridge.connected());
 
     tracing::info!(
         devices = config.devices.len(),
@@ -65,7 +70,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tasks.spawn(bridge.run(events, link, outcomes, commands_tx, shutdown.clone()));
     tasks.close();
 
-    shutdown.cancelled().await;
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = ready => shutdown.cancelled().await,
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
         .await
         .is_err()
@@ -76,4 +85,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long READY waits for the port and the broker; values are polled meanwhile anyway.
+const READY_WAIT: Duration = Duration::from_secs(10);
+
+/// Tells systemd READY=1 once the port is open and the broker connected, or after
+/// [`READY_WAIT`] with whatever is missing in the status line.
+async fn tell_systemd_when_ready(
+    mut port_open: watch::Receiver<bool>,
+    mut connected: watch::Receiver<bool>,
+) {
+    let both = async {
+        let _ = port_open.wait_for(|open| *open).await;
+        let _ = connected.wait_for(|up| *up).await;
+    };
+    let status = match tokio::time::timeout(READY_WAIT, both).await {
+        Ok(()) => "serial port open, broker connected".to_owned(),
+        Err(_) => format!(
+            "serial port {}, broker {}",
+            if *port_open.borrow() {
+                "open"
+            } else {
+                "not open yet"
+            },
+            if *connected.borrow() {
+                "connected"
+            } else {
+                "not connected yet"
+            }
+        ),
+    };
+    tracing::info!(%status, "ready");
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
 }

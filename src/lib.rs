@@ -11,3 +11,4 @@ pub mod mqtt;
 pub mod plan;
 pub mod scheduler;
 pub mod sim;
+pub mod stats;

@@ -2,6 +2,8 @@
 
 mod bus;
 mod cli;
+mod faults;
 mod mqtt;
+mod systemd;
 mod util;
 mod wiring;

@@ -309,6 +309,11 @@ impl Drop for GatewayProcess {
 impl GatewayProcess {
     /// Runs the gateway on `config_text` (written to a file of its own).
     pub fn start(config_text: &str) -> GatewayProcess {
+        GatewayProcess::start_with_env(config_text, &[])
+    }
+
+    /// As [`GatewayProcess::start`], with extra environment variables.
+    pub fn start_with_env(config_text: &str, env: &[(&str, &str)]) -> GatewayProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config_text).expect("write config");
@@ -318,6 +323,7 @@ impl GatewayProcess {
             .arg("-c")
             .arg(&path)
             .env("RUST_LOG", "rtu2mqtt=debug")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()

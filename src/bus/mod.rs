@@ -11,18 +11,18 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_modbus::client::{Client, Context};
 use tokio_modbus::slave::SlaveContext;
 use tokio_modbus::{ExceptionCode, Request, Response, Slave};
 use tokio_util::sync::CancellationToken;
 
-use port::Port;
-pub use port::PortState;
+use port::{Port, PortState};
 
 use crate::config::{Bus, UnitId};
 use crate::plan::ReadRequest;
+use crate::stats::BusStats;
 
 /// What a read returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,12 +107,20 @@ impl BusError {
     }
 }
 
+/// After a timeout the next request waits this long (or the timeout, if shorter), so that
+/// a late answer lands before the receive buffer is flushed rather than in the middle of
+/// the next transaction.
+const LATE_ANSWER_GUARD: Duration = Duration::from_millis(50);
+
 /// An open port with a Modbus client on it.
 pub struct Link {
     client: Context,
     port: Arc<PortState>,
     settings: Bus,
+    stats: Arc<BusStats>,
     last_frame_end: Instant,
+    /// The unit of the last transaction, and whether it ended in a timeout.
+    last: Option<(u8, bool)>,
 }
 
 impl std::fmt::Debug for Link {
@@ -124,19 +132,17 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    pub fn open(settings: &Bus) -> io::Result<Link> {
+    /// Opens the port; transactions are counted in `stats`.
+    pub fn open(settings: &Bus, stats: Arc<BusStats>) -> io::Result<Link> {
         let (port, state) = Port::open(&settings.port, &settings.line)?;
         Ok(Link {
             client: tokio_modbus::client::rtu::attach(port),
             port: state,
             settings: settings.clone(),
+            stats,
             last_frame_end: Instant::now(),
+            last: None,
         })
-    }
-
-    /// Counters of the open port.
-    pub fn port(&self) -> &Arc<PortState> {
-        &self.port
     }
 
     pub async fn read(&mut self, read: &ReadRequest) -> Result<ReadData, BusError> {
@@ -195,7 +201,7 @@ impl Link {
         self.client.set_slave(Slave(unit.get()));
         let mut attempt = 0;
         loop {
-            let result = self.attempt(request.clone()).await;
+            let result = self.attempt(unit.get(), request.clone()).await;
             match result {
                 Err(BusError::Timeout(_) | BusError::BadFrame(_))
                     if attempt < self.settings.retries =>
@@ -208,14 +214,37 @@ impl Link {
         }
     }
 
-    async fn attempt(&mut self, request: Request<'_>) -> Result<Response, BusError> {
-        let silence = self.settings.line.frame_silence() + self.settings.frame_gap;
-        tokio::time::sleep_until(self.last_frame_end + silence).await;
-        self.port.flush_before_next_write();
-        let received_before = self.port.received();
+    async fn attempt(&mut self, unit: u8, request: Request<'_>) -> Result<Response, BusError> {
         let timeout = self.settings.timeout;
+        let silence = self.settings.line.frame_silence() + self.settings.frame_gap;
+        let guard = match self.last {
+            Some((_, true)) => LATE_ANSWER_GUARD.min(timeout),
+            _ => Duration::ZERO,
+        };
+        tokio::time::sleep_until(self.last_frame_end + silence.max(guard)).await;
+        self.port.flush_before_next_write();
+        let (received_before, discarded_before) = (self.port.received(), self.port.discarded());
+        let started = Instant::now();
         let result = tokio::time::timeout(timeout, self.client.call(request)).await;
         self.last_frame_end = Instant::now();
+        let result = self.classify(result, received_before);
+        let took = self.last_frame_end - started;
+        let noise = self.port.discarded() - discarded_before;
+        if let (Some((previous, _)), true) = (self.last, noise > 0) {
+            self.stats.noise(previous, noise);
+        }
+        self.stats
+            .record(unit, took, took + silence, result.as_ref().map(drop));
+        self.last = Some((unit, matches!(result, Err(BusError::Timeout(_)))));
+        result
+    }
+
+    fn classify(
+        &self,
+        result: Result<tokio_modbus::Result<Response>, tokio::time::error::Elapsed>,
+        received_before: u64,
+    ) -> Result<Response, BusError> {
+        let timeout = self.settings.timeout;
         match result {
             Ok(Ok(Ok(response))) => Ok(response),
             Ok(Ok(Err(exception))) => Err(BusError::Exception(exception)),
@@ -274,6 +303,8 @@ pub struct BusTask {
     settings: Bus,
     writes: mpsc::Receiver<(WriteRequest, Reply<()>)>,
     reads: mpsc::Receiver<(ReadRequest, Reply<ReadData>)>,
+    stats: Arc<BusStats>,
+    port_open: watch::Sender<bool>,
 }
 
 /// Writes waiting at once; more wait for room in the queue.
@@ -296,22 +327,21 @@ pub fn bus(settings: Bus, reads: usize) -> (BusHandle, BusTask) {
             settings,
             writes: write_rx,
             reads: read_rx,
+            stats: Arc::default(),
+            port_open: watch::Sender::new(false),
         },
     )
-}
-
-enum Job {
-    Write(WriteRequest, Reply<()>),
-    Read(ReadRequest, Reply<ReadData>),
 }
 
 /// The port, open or waiting to be reopened.
 struct Line {
     settings: Bus,
+    stats: Arc<BusStats>,
     link: Option<Link>,
     reopen_at: Instant,
     backoff: Duration,
     last_error: String,
+    port_open: watch::Sender<bool>,
 }
 
 impl Line {
@@ -320,15 +350,16 @@ impl Line {
             if Instant::now() < self.reopen_at {
                 return Err(BusError::PortDown(self.last_error.clone()));
             }
-            match Link::open(&self.settings) {
+            tracing::debug!(port = %self.settings.port, "opening the serial port");
+            match Link::open(&self.settings, Arc::clone(&self.stats)) {
                 Ok(link) => {
                     tracing::info!(port = %self.settings.port, line = %self.settings.line.describe(), "serial port open");
                     self.link = Some(link);
                     self.backoff = REOPEN_FIRST;
+                    self.port_open.send_replace(true);
                 }
                 Err(e) => {
-                    self.last_error = format!("{}: {e}", self.settings.port);
-                    self.close_for_a_while();
+                    self.close_for_a_while(format!("{}: {e}", self.settings.port));
                     return Err(BusError::PortDown(self.last_error.clone()));
                 }
             }
@@ -340,56 +371,81 @@ impl Line {
 
     /// Closes the port at once (a dead adapter held open keeps its device name taken) and
     /// tries again after a back-off.
-    fn close_for_a_while(&mut self) {
+    fn close_for_a_while(&mut self, error: String) {
         if self.link.take().is_some() {
-            tracing::warn!(port = %self.settings.port, error = %self.last_error, "serial port closed");
+            tracing::warn!(port = %self.settings.port, %error, "serial port failed: closed, reopening with back-off");
+            self.port_open.send_replace(false);
+        } else if self.last_error != error {
+            tracing::warn!(port = %self.settings.port, %error, retry_in = ?self.backoff, "cannot open the serial port");
         }
+        self.last_error = error;
         self.reopen_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(REOPEN_MAX);
     }
 
-    fn check<T>(&mut self, result: Result<T, BusError>) -> Result<T, BusError> {
+    /// Runs one transaction on the port, opening it first if need be.
+    async fn run<T>(
+        &mut self,
+        unit: UnitId,
+        transaction: impl AsyncFnOnce(&mut Link) -> Result<T, BusError>,
+    ) -> Result<T, BusError> {
+        let link = match self.link() {
+            Ok(link) => link,
+            Err(e) => {
+                self.stats
+                    .record(unit.get(), Duration::ZERO, Duration::ZERO, Err(&e));
+                return Err(e);
+            }
+        };
+        let result = transaction(link).await;
         if let Err(BusError::PortDown(e)) = &result {
-            self.last_error = format!("{}: {e}", self.settings.port);
-            self.close_for_a_while();
+            self.close_for_a_while(e.clone());
         }
         result
     }
 }
 
 impl BusTask {
-    /// Runs transactions until `shutdown` fires or every handle is gone.
+    /// Counters of every transaction this bus runs.
+    pub fn stats(&self) -> Arc<BusStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Whether the serial port is open right now.
+    pub fn port_open(&self) -> watch::Receiver<bool> {
+        self.port_open.subscribe()
+    }
+
+    /// Runs transactions until `shutdown` fires or every handle is gone. Under systemd's
+    /// watchdog it also pings the watchdog between transactions: a stuck bus gets restarted.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut line = Line {
             settings: self.settings.clone(),
+            stats: Arc::clone(&self.stats),
             link: None,
             reopen_at: Instant::now(),
             backoff: REOPEN_FIRST,
             last_error: String::new(),
+            port_open: self.port_open.clone(),
         };
+        let watchdog = sd_notify::watchdog_enabled();
+        let mut ping = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
         loop {
-            let job = tokio::select! {
+            tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                Some((write, reply)) = self.writes.recv() => Job::Write(write, reply),
-                Some((read, reply)) = self.reads.recv() => Job::Read(read, reply),
+                _ = ping.tick(), if watchdog.is_some() => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+                Some((write, reply)) = self.writes.recv() => {
+                    let result = line.run(write.unit, async |link| link.write(&write).await).await;
+                    let _ = reply.send(result);
+                }
+                Some((read, reply)) = self.reads.recv() => {
+                    let result = line.run(read.unit, async |link| link.read(&read).await).await;
+                    let _ = reply.send(result);
+                }
                 else => break,
-            };
-            match job {
-                Job::Write(write, reply) => {
-                    let result = match line.link() {
-                        Ok(link) => link.write(&write).await,
-                        Err(e) => Err(e),
-                    };
-                    let _ = reply.send(line.check(result));
-                }
-                Job::Read(read, reply) => {
-                    let result = match line.link() {
-                        Ok(link) => link.read(&read).await,
-                        Err(e) => Err(e),
-                    };
-                    let _ = reply.send(line.check(result));
-                }
             }
         }
     }

@@ -20,7 +20,7 @@ use crate::config::{LineSettings, Parity};
 pub struct PortState {
     flush_before_write: AtomicBool,
     received: AtomicU64,
-    sent: AtomicU64,
+    discarded: AtomicU64,
 }
 
 impl PortState {
@@ -34,9 +34,9 @@ impl PortState {
         self.received.load(Ordering::Relaxed)
     }
 
-    /// Bytes sent since the port was opened.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+    /// Bytes thrown away unread before requests since the port was opened.
+    pub fn discarded(&self) -> u64 {
+        self.discarded.load(Ordering::Relaxed)
     }
 }
 
@@ -102,15 +102,15 @@ impl AsyncWrite for Port {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if self.state.flush_before_write.swap(false, Ordering::Relaxed) {
+            let waiting = self.stream.bytes_to_read().unwrap_or(0);
             self.stream
                 .clear(ClearBuffer::Input)
                 .map_err(io::Error::from)?;
+            self.state
+                .discarded
+                .fetch_add(u64::from(waiting), Ordering::Relaxed);
         }
-        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &poll {
-            self.state.sent.fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        poll
+        Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -19,7 +19,8 @@ fn open(args: &LineArgs) -> anyhow::Result<Link> {
         frame_gap: std::time::Duration::ZERO,
         offline_after: 1,
     };
-    Link::open(&bus).with_context(|| format!("cannot open {}", args.port))
+    Link::open(&bus, std::sync::Arc::default())
+        .with_context(|| format!("cannot open {}", args.port))
 }
 
 fn codec(args: &LineArgs) -> Codec {

@@ -193,7 +193,7 @@ impl Validator<'_> {
     }
 
     fn config(&mut self, raw: RawConfig, path: &Path) -> Option<Config> {
-        let mqtt = self.mqtt(raw.mqtt);
+        let mqtt = self.mqtt(raw.mqtt, path);
         let bus = self.bus(raw.bus);
         let mut devices: Vec<Device> = Vec::new();
         let mut names = HashSet::new();
@@ -225,7 +225,7 @@ impl Validator<'_> {
         })
     }
 
-    fn mqtt(&mut self, raw: Option<RawMqtt>) -> Mqtt {
+    fn mqtt(&mut self, raw: Option<RawMqtt>, path: &Path) -> Mqtt {
         let raw = raw.unwrap_or(RawMqtt {
             host: None,
             port: None,
@@ -293,7 +293,7 @@ impl Validator<'_> {
                 .client_id
                 .map_or_else(default_client_id, Spanned::into_inner),
             username: raw.username.map(Spanned::into_inner),
-            password_file: raw.password_file.map(|p| p.into_inner().into()),
+            password_file: raw.password_file.map(|p| password_path(p.get_ref(), path)),
             keepalive: self.positive_duration(
                 raw.keepalive.as_ref(),
                 "keepalive",
@@ -646,12 +646,28 @@ impl Validator<'_> {
 }
 
 fn default_client_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
+    let mut name = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer it is given.
+    let result = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
+    let end = name.iter().position(|b| *b == 0).unwrap_or(0);
+    let host = match std::str::from_utf8(&name[..end]) {
+        Ok(host) if result == 0 && !host.is_empty() => host,
+        _ => "host",
+    };
     format!("rtu2mqtt-{host}")
+}
+
+/// A relative password file is a systemd credential when systemd passes credentials
+/// (`LoadCredential=`), else a file beside the config.
+fn password_path(file: &str, config: &Path) -> PathBuf {
+    let path = Path::new(file);
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) => Path::new(&dir).join(path),
+        None => config.parent().unwrap_or(Path::new(".")).join(path),
+    }
 }
 
 #[cfg(test)]

@@ -155,3 +155,17 @@ fn message_names_file_line_and_key() {
     assert!(text.contains("/etc/rtu2mqtt/x.toml:2:"), "{text}");
     assert!(text.contains("`port`"), "{text}");
 }
+
+#[test]
+fn relative_password_file_sits_beside_the_config_and_client_id_names_the_host() {
+    let text = format!("[mqtt]\nusername = \"u\"\npassword_file = \"mqtt.pass\"\n{BUS}");
+    let config = parse(&text, Path::new("/etc/rtu2mqtt/bus1.toml")).unwrap();
+    if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
+        assert_eq!(
+            config.mqtt.password_file.unwrap(),
+            Path::new("/etc/rtu2mqtt/mqtt.pass")
+        );
+    }
+    assert!(config.mqtt.client_id.starts_with("rtu2mqtt-"));
+    assert!(config.mqtt.client_id.len() > "rtu2mqtt-".len());
+}

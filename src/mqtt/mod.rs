@@ -9,18 +9,20 @@ pub mod connection;
 pub mod topics;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, BusHandle};
 use crate::codec::Value;
 use crate::config::{Config, PublishMode};
 use crate::plan::ReadRequest;
-use crate::scheduler::Event;
+use crate::scheduler::{Event, SchedulerStats};
+use crate::stats::BusStats;
 use command::Command;
 use connection::LinkEvent;
 pub use topics::Topics;
@@ -50,19 +52,27 @@ struct RegisterState {
     published: Option<(Value, String, Instant)>,
 }
 
+/// Where the bridge reads the counters it reports on `bridge/stats`.
+#[derive(Debug, Clone)]
+pub struct Monitors {
+    pub bus: Arc<BusStats>,
+    pub scheduler: Arc<SchedulerStats>,
+}
+
 #[derive(Debug)]
 pub struct Bridge {
     config: Arc<Config>,
     topics: Topics,
     client: AsyncClient,
     qos: QoS,
-    connected: bool,
+    connected: watch::Sender<bool>,
     registers: Vec<Vec<RegisterState>>,
     availability: Vec<Option<bool>>,
+    monitors: Monitors,
 }
 
 impl Bridge {
-    pub fn new(config: Arc<Config>, client: AsyncClient) -> Bridge {
+    pub fn new(config: Arc<Config>, client: AsyncClient, monitors: Monitors) -> Bridge {
         let registers = config
             .devices
             .iter()
@@ -75,8 +85,18 @@ impl Bridge {
             registers,
             config,
             client,
-            connected: false,
+            connected: watch::Sender::new(false),
+            monitors,
         }
+    }
+
+    /// Whether the broker connection is up right now.
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
+    }
+
+    fn is_connected(&self) -> bool {
+        *self.connected.borrow()
     }
 
     /// Runs until `shutdown`, then says `offline` and disconnects.
@@ -88,14 +108,20 @@ impl Bridge {
         commands: mpsc::Sender<(Command, String, String)>,
         shutdown: CancellationToken,
     ) {
+        let every = self.config.mqtt.stats_interval;
+        let mut stats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(event) = events.recv() => self.on_event(event),
                 Some(outcome) = outcomes.recv() => self.on_outcome(outcome),
+                _ = stats.tick() => self.on_stats(),
                 Some(message) = link.recv() => match message {
                     LinkEvent::Connected => self.on_connect(),
-                    LinkEvent::Disconnected => self.connected = false,
+                    LinkEvent::Disconnected => {
+                        self.connected.send_replace(false);
+                        self.status();
+                    }
                     LinkEvent::Message { topic, payload } => {
                         self.on_command(&topic, &payload, &commands);
                     }
@@ -109,7 +135,7 @@ impl Bridge {
     }
 
     fn publish(&self, topic: &str, payload: String, retain: bool) {
-        if !self.connected {
+        if !self.is_connected() {
             return;
         }
         tracing::trace!(topic, payload, "publish");
@@ -131,7 +157,8 @@ impl Bridge {
     }
 
     fn on_connect(&mut self) {
-        self.connected = true;
+        self.connected.send_replace(true);
+        self.status();
         self.publish(&self.topics.bridge_state(), "online".to_owned(), true);
         let subscriptions = self.topics.subscriptions();
         let filters = subscriptions
@@ -195,6 +222,7 @@ impl Bridge {
                 }
                 self.availability[device] = Some(online);
                 self.publish(&self.topics.availability(name), availability(online), true);
+                self.status();
             }
         }
     }
@@ -211,7 +239,7 @@ impl Bridge {
                     || spec.republish.is_some_and(|every| at.elapsed() >= every)
             }
         };
-        if due && self.connected {
+        if due && self.is_connected() {
             self.publish(
                 self.topics.value(device, register),
                 text.clone(),
@@ -219,6 +247,35 @@ impl Bridge {
             );
             self.registers[device][register].published = Some((value, text, Instant::now()));
         }
+    }
+
+    fn on_stats(&self) {
+        let overruns = self.monitors.scheduler.overruns.swap(0, Ordering::Relaxed);
+        let report = self
+            .monitors
+            .bus
+            .take()
+            .report(&self.config.devices, overruns);
+        self.publish(&self.topics.bridge_stats(), report.to_string(), false);
+    }
+
+    /// The one-line status systemd shows (`systemctl status`).
+    fn status(&self) {
+        let online = self
+            .availability
+            .iter()
+            .filter(|a| **a == Some(true))
+            .count();
+        let line = format!(
+            "{online} of {} devices answering; broker {}",
+            self.availability.len(),
+            if self.is_connected() {
+                "connected"
+            } else {
+                "unreachable"
+            }
+        );
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
     }
 
     fn on_command(

@@ -65,6 +65,10 @@ impl Topics {
         format!("{}/bridge/error", self.base)
     }
 
+    pub fn bridge_stats(&self) -> String {
+        format!("{}/bridge/stats", self.base)
+    }
+
     /// What to subscribe to: every `{base}/+/+/set` (so sets on unknown or read-only
     /// registers can be refused out loud) and the command topics outside that pattern.
     pub fn subscriptions(&self) -> Vec<String> {

@@ -54,6 +54,7 @@ const NOISE: [u8; 6] = [0x00, 0xFF, 0x00, 0x55, 0xAA, 0x00];
 struct State {
     units: BTreeMap<u8, Memory>,
     faults: HashMap<u8, Fault>,
+    queued: HashMap<u8, VecDeque<Fault>>,
     seen: VecDeque<Seen>,
     wire: Option<LineSettings>,
 }
@@ -114,6 +115,12 @@ impl Simulator {
         };
     }
 
+    /// Gives `unit`'s next requests these faults, one each, before any set by
+    /// [`Simulator::set_fault`]: exact counts for tests.
+    pub fn queue_faults(&self, unit: u8, faults: impl IntoIterator<Item = Fault>) {
+        self.lock().queued.entry(unit).or_default().extend(faults);
+    }
+
     /// Holds answers back as a line with these settings would (`None`: answer at once).
     pub fn set_wire_speed(&self, line: Option<LineSettings>) {
         self.lock().wire = line;
@@ -165,6 +172,10 @@ impl Simulator {
     /// line stays up between masters) and the path a master opens.
     pub fn open_pty() -> io::Result<(SerialStream, SerialStream, String)> {
         let (serve, hold) = SerialStream::pair().map_err(io::Error::from)?;
+        // Neither end may leak into child processes: a master held open elsewhere keeps the
+        // line up after the simulator closes it, as an adapter that cannot be unplugged.
+        close_on_exec(&serve)?;
+        close_on_exec(&hold)?;
         let path = hold
             .name()
             .ok_or_else(|| io::Error::other("pseudo-terminal has no name"))?;
@@ -237,7 +248,8 @@ impl Simulator {
         }
         state.seen.push_back(seen(unit, pdu));
         self.changed.notify_waiters();
-        let fault = state.faults.get(&unit).copied();
+        let queued = state.queued.get_mut(&unit).and_then(VecDeque::pop_front);
+        let fault = queued.or_else(|| state.faults.get(&unit).copied());
         if unit == 0 {
             // Broadcast: every unit acts, none answers.
             for memory in state.units.values_mut() {
@@ -312,6 +324,16 @@ fn seen(unit: u8, pdu: &[u8]) -> Seen {
         count: word(3),
         values,
     }
+}
+
+fn close_on_exec(port: &SerialStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETFD on a descriptor the stream owns and keeps open; no memory involved.
+    let result = unsafe { libc::fcntl(port.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    if result == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 async fn idle() {

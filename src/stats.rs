@@ -1,0 +1,220 @@
+//! Bus statistics: what the bus task counts per unit and for the line, taken and reset once
+//! per reporting period for `{base}/bridge/stats`.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
+
+use crate::bus::BusError;
+use crate::config::Device;
+
+/// Counters of one unit over a period (`last_success` carries over).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct UnitCounters {
+    /// Transactions on the wire, retries included.
+    pub requests: u64,
+    pub timeouts: u64,
+    pub bad_frames: u64,
+    pub exceptions: u64,
+    pub port_errors: u64,
+    /// Bytes found on the line after its answer and thrown away before the next request.
+    pub noise_bytes: u64,
+    pub answered: u64,
+    pub response_total: Duration,
+    pub response_max: Duration,
+    pub last_success: Option<SystemTime>,
+}
+
+impl UnitCounters {
+    pub fn mean_response(&self) -> Option<Duration> {
+        u32::try_from(self.answered)
+            .ok()
+            .filter(|n| *n > 0)
+            .map(|n| self.response_total / n)
+    }
+}
+
+/// Stats of one period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub period: Duration,
+    /// Line time taken by transactions and the silences before them.
+    pub busy: Duration,
+    pub units: BTreeMap<u8, UnitCounters>,
+}
+
+impl Snapshot {
+    /// The JSON of `{base}/bridge/stats`: the line over the period, and each device.
+    pub fn report(&self, devices: &[Device], overruns: u64) -> serde_json::Value {
+        let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+        let mut per_device = serde_json::Map::new();
+        for device in devices {
+            let c = self
+                .units
+                .get(&device.unit.get())
+                .cloned()
+                .unwrap_or_default();
+            per_device.insert(
+                device.name.clone(),
+                json!({
+                    "unit": device.unit.get(),
+                    "requests": c.requests,
+                    "errors": {
+                        "timeout": c.timeouts,
+                        "bad_frame": c.bad_frames,
+                        "exception": c.exceptions,
+                        "port": c.port_errors,
+                    },
+                    "noise_bytes": c.noise_bytes,
+                    "response_ms": {
+                        "mean": c.mean_response().map(ms),
+                        "max": (c.answered > 0).then(|| ms(c.response_max)),
+                    },
+                    "last_success": c.last_success.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                }),
+            );
+        }
+        json!({
+            "period_s": (self.period.as_secs_f64() * 10.0).round() / 10.0,
+            "bus": {
+                "utilisation": (self.utilisation() * 1000.0).round() / 1000.0,
+                "requests": self.units.values().map(|c| c.requests).sum::<u64>(),
+                "overruns": overruns,
+            },
+            "devices": per_device,
+        })
+    }
+
+    /// Share of the period the line was in use.
+    pub fn utilisation(&self) -> f64 {
+        if self.period.is_zero() {
+            0.0
+        } else {
+            (self.busy.as_secs_f64() / self.period.as_secs_f64()).min(1.0)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Period {
+    since: Instant,
+    busy: Duration,
+    units: BTreeMap<u8, UnitCounters>,
+}
+
+/// Shared between the bus task (which records) and the bridge (which reports).
+#[derive(Debug)]
+pub struct BusStats {
+    period: Mutex<Period>,
+}
+
+impl Default for BusStats {
+    fn default() -> Self {
+        BusStats {
+            period: Mutex::new(Period {
+                since: Instant::now(),
+                busy: Duration::ZERO,
+                units: BTreeMap::new(),
+            }),
+        }
+    }
+}
+
+impl BusStats {
+    fn lock(&self) -> MutexGuard<'_, Period> {
+        // Counters stay usable even if a holder panicked.
+        self.period
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One transaction attempt: how long it took and what came of it.
+    pub fn record(&self, unit: u8, took: Duration, line: Duration, outcome: Result<(), &BusError>) {
+        let mut period = self.lock();
+        period.busy += line;
+        let counters = period.units.entry(unit).or_default();
+        counters.requests += 1;
+        match outcome {
+            Ok(()) | Err(BusError::Exception(_)) => {
+                if outcome.is_ok() {
+                    counters.last_success = Some(SystemTime::now());
+                } else {
+                    counters.exceptions += 1;
+                }
+                counters.answered += 1;
+                counters.response_total += took;
+                counters.response_max = counters.response_max.max(took);
+            }
+            Err(BusError::Timeout(_)) => counters.timeouts += 1,
+            Err(BusError::BadFrame(_)) => counters.bad_frames += 1,
+            Err(BusError::PortDown(_) | BusError::Stopped) => counters.port_errors += 1,
+        }
+    }
+
+    /// Garbage found on the line after `unit`'s transaction.
+    pub fn noise(&self, unit: u8, bytes: u64) {
+        self.lock().units.entry(unit).or_default().noise_bytes += bytes;
+    }
+
+    /// The period so far; starts the next one.
+    pub fn take(&self) -> Snapshot {
+        let mut period = self.lock();
+        let now = Instant::now();
+        let units = period.units.clone();
+        for counters in period.units.values_mut() {
+            *counters = UnitCounters {
+                last_success: counters.last_success,
+                ..UnitCounters::default()
+            };
+        }
+        let snapshot = Snapshot {
+            period: now - period.since,
+            busy: period.busy,
+            units,
+        };
+        period.since = now;
+        period.busy = Duration::ZERO;
+        snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_kind_and_resets_per_period() {
+        let stats = BusStats::default();
+        let ms = Duration::from_millis;
+        stats.record(10, ms(4), ms(30), Ok(()));
+        stats.record(10, ms(6), ms(30), Ok(()));
+        stats.record(10, ms(300), ms(300), Err(&BusError::Timeout(ms(300))));
+        stats.record(
+            10,
+            ms(5),
+            ms(30),
+            Err(&BusError::Exception(
+                tokio_modbus::ExceptionCode::IllegalDataAddress,
+            )),
+        );
+        stats.record(11, ms(100), ms(100), Err(&BusError::BadFrame("crc".into())));
+        stats.noise(11, 6);
+        let s = stats.take();
+        let unit = &s.units[&10];
+        assert_eq!(
+            (unit.requests, unit.timeouts, unit.exceptions, unit.answered),
+            (4, 1, 1, 3)
+        );
+        assert_eq!(unit.mean_response(), Some(ms(5)));
+        assert_eq!(unit.response_max, ms(6));
+        assert!(unit.last_success.is_some());
+        assert_eq!((s.units[&11].bad_frames, s.units[&11].noise_bytes), (1, 6));
+        assert_eq!(s.busy, ms(490));
+        let next = stats.take();
+        assert_eq!(next.units[&10].requests, 0);
+        assert!(next.units[&10].last_success.is_some());
+        assert_eq!(next.busy, Duration::ZERO);
+    }
+}

@@ -1,0 +1,204 @@
+//! Running unattended: bus faults counted in bridge/stats, serial port loss and return.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rtu2mqtt::sim::Fault;
+
+use crate::util::{Broker, GatewayProcess, Message, Watcher, config_on, example_text, start_sim};
+
+const STATS: &str = "rtu2mqtt/bridge/stats";
+const TEMPERATURE: &str = "rtu2mqtt/climate/temperature";
+
+/// The example plus a second device, "flaky" (unit 20), fast polls and stats.
+fn two_devices(port: &str, broker: u16) -> String {
+    example_text(port, broker)
+        .replace("[mqtt]\n", "[mqtt]\nstats_interval = \"300ms\"\n")
+        .replace("timeout = \"300ms\"", "timeout = \"100ms\"")
+        .replace("retries = 1", "retries = 0")
+        .replace(
+            "\n# What `rtu2mqtt sim`",
+            "\n[[device]]\nname = \"flaky\"\nunit = 20\npoll = \"100ms\"\n\
+             [[device.register]]\nname = \"level\"\naddress = 7\n\n# What `rtu2mqtt sim`",
+        )
+}
+
+/// Sums of a device's counters over every stats message so far.
+fn totals(messages: &[Message], device: &str) -> HashMap<&'static str, u64> {
+    let mut sums = HashMap::new();
+    for m in messages.iter().filter(|m| m.topic == STATS) {
+        let Ok(report) = serde_json::from_str::<serde_json::Value>(&m.payload) else {
+            continue;
+        };
+        let d = &report["devices"][device];
+        for (name, value) in [
+            ("requests", &d["requests"]),
+            ("timeout", &d["errors"]["timeout"]),
+            ("bad_frame", &d["errors"]["bad_frame"]),
+            ("exception", &d["errors"]["exception"]),
+            ("port", &d["errors"]["port"]),
+            ("noise_bytes", &d["noise_bytes"]),
+        ] {
+            *sums.entry(name).or_default() += value.as_u64().unwrap_or(0);
+        }
+    }
+    sums
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_on_one_unit_are_counted_while_the_other_keeps_flowing() {
+    let broker = Broker::start();
+    let text = two_devices("/dev/ttyUSB0", broker.port);
+    let sim = start_sim(&config_on(&text, "/dev/null"));
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let gateway = GatewayProcess::start(&two_devices(&sim.path, broker.port));
+    assert!(
+        watcher
+            .wait_payload("rtu2mqtt/flaky/availability", "online")
+            .await,
+        "{}",
+        gateway.log()
+    );
+    // A late answer (5 ms after the 100 ms timeout) lands during the guard after a timeout
+    // and is thrown away as 7 bytes of noise; Noise leaves 6 bytes after a good answer.
+    let late = Fault::Late(Duration::from_millis(105));
+    sim.sim.queue_faults(
+        20,
+        [
+            late,
+            late,
+            late,
+            Fault::BadCrc,
+            Fault::BadCrc,
+            Fault::BadCrc,
+            Fault::Exception(4),
+            Fault::Exception(4),
+            Fault::Noise,
+            Fault::Noise,
+        ],
+    );
+    let expected = [
+        ("timeout", 3),
+        ("bad_frame", 3),
+        ("exception", 2),
+        ("noise_bytes", 3 * 7 + 2 * 6),
+    ];
+    let counted = watcher
+        .wait_for(|ms| {
+            let t = totals(ms, "flaky");
+            expected
+                .iter()
+                .all(|(k, v)| t.get(k).copied().unwrap_or(0) >= *v)
+        })
+        .await;
+    let flaky = totals(&watcher.messages(), "flaky");
+    assert!(counted, "{flaky:?}\n{}", gateway.log());
+    // One more period: the counts stay exactly what was injected.
+    let reports = watcher
+        .messages()
+        .iter()
+        .filter(|m| m.topic == STATS)
+        .count();
+    assert!(
+        watcher
+            .wait_for(|ms| ms.iter().filter(|m| m.topic == STATS).count() > reports)
+            .await
+    );
+    let flaky = totals(&watcher.messages(), "flaky");
+    for (kind, count) in expected {
+        assert_eq!(flaky[kind], count, "{kind}: {flaky:?}");
+    }
+    assert_eq!(flaky["port"], 0);
+    let climate = totals(&watcher.messages(), "climate");
+    assert!(climate["requests"] >= 5, "{climate:?}");
+    for kind in ["timeout", "bad_frame", "exception", "port", "noise_bytes"] {
+        assert_eq!(climate[kind], 0, "{kind}: {climate:?}\n{}", gateway.log());
+    }
+    assert!(
+        !watcher
+            .payloads("rtu2mqtt/climate/availability")
+            .contains(&"offline".to_owned())
+    );
+    let last: serde_json::Value =
+        serde_json::from_str(&watcher.payloads(STATS).pop().unwrap()).unwrap();
+    assert!(
+        last["bus"]["utilisation"]
+            .as_f64()
+            .is_some_and(|u| u > 0.0 && u <= 1.0),
+        "{last}"
+    );
+    assert!(
+        last["devices"]["climate"]["response_ms"]["mean"]
+            .as_f64()
+            .is_some(),
+        "{last}"
+    );
+    assert!(
+        last["devices"]["climate"]["last_success"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z')),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_that_disappears_and_returns_at_the_same_path_recovers() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    // As /dev/serial/by-id/... is: a link that udev removes and makes again.
+    let link = dir.path().join("usb-FTDI_RS485-if00-port0");
+    let first = start_sim(&crate::util::example());
+    std::os::unix::fs::symlink(&first.path, &link).unwrap();
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let text = example_text(link.to_str().unwrap(), broker.port)
+        .replace("timeout = \"300ms\"", "timeout = \"100ms\"");
+    let gateway = GatewayProcess::start(&text);
+    let availability = "rtu2mqtt/climate/availability";
+    assert!(
+        watcher.wait_payload(availability, "online").await,
+        "{}",
+        gateway.log()
+    );
+
+    // Unplugged: the pty goes away and so does the link.
+    drop(first);
+    std::fs::remove_file(&link).unwrap();
+    assert!(
+        watcher.wait_payload(availability, "offline").await,
+        "{}",
+        gateway.log()
+    );
+    assert!(
+        watcher
+            .wait_payload("rtu2mqtt/bridge/state", "online")
+            .await
+    );
+    let opened_before = gateway.log().matches("opening the serial port").count();
+
+    // Plugged in again: a new pty behind the same path.
+    let second = start_sim(&crate::util::example());
+    second.sim.set_holding(10, 0, 230);
+    std::os::unix::fs::symlink(&second.path, &link).unwrap();
+    assert!(
+        watcher.wait_payload(TEMPERATURE, "23").await,
+        "{}",
+        gateway.log()
+    );
+    let back_online = watcher
+        .wait_for(|ms| {
+            ms.iter()
+                .rev()
+                .find(|m| m.topic == availability)
+                .is_some_and(|m| m.payload == "online")
+        })
+        .await;
+    assert!(back_online, "{:?}", watcher.payloads(availability));
+    // Back-off, not a spin: a handful of reopen attempts over the outage.
+    let attempts = gateway.log().matches("opening the serial port").count() - opened_before;
+    assert!(attempts <= 6, "{attempts} attempts\n{}", gateway.log());
+    assert!(
+        gateway.log().contains("serial port failed"),
+        "{}",
+        gateway.log()
+    );
+}
