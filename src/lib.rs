@@ -7,6 +7,7 @@ pub mod cli;
 pub mod codec;
 pub mod commands;
 pub mod config;
+pub mod logging;
 pub mod mqtt;
 pub mod plan;
 pub mod scheduler;

@@ -184,8 +184,14 @@ impl Scheduler {
                 self.answered(device_index);
             }
             Err(error) => {
+                let names: Vec<&str> = request
+                    .registers
+                    .iter()
+                    .map(|r| device.registers[*r].name.as_str())
+                    .collect();
                 tracing::warn!(
                     device = %device.name,
+                    registers = %names.join(","),
                     table = request.read.table.name(),
                     address = request.read.address,
                     count = request.read.count,
