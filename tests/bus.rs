@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rtu2mqtt::bus::{self, BusError, BusHandle, WriteData, WriteRequest};
-use rtu2mqtt::config::{Config, UnitId};
+use rtu2mqtt::config::{Config, Table, UnitId};
 use rtu2mqtt::scheduler::{Event, Scheduler};
 use rtu2mqtt::sim::Fault;
 use tokio::sync::mpsc;
@@ -206,7 +206,7 @@ async fn absent_unit_times_out_without_holding_up_the_others() {
     let config = config_on(&text, "/dev/null");
     let sim = start_sim(&config);
     sim.sim.set_fault(11, Some(Fault::Silent));
-    sim.sim.set_holding(1, 0, 42);
+    sim.sim.set(1, Table::Holding, 0, 42);
     let config = config_on(&text, &sim.path);
     let mut gateway = start_gateway(&config);
     let (values, events) = collect_until(&mut gateway, &config, |values, events| {
@@ -256,7 +256,7 @@ async fn merged_read_refused_with_exception_2_is_split() {
     let config = config_on(&text, "/dev/null");
     let sim = start_sim(&config);
     for (address, value) in [(0, 10), (1, 11), (5, 15)] {
-        sim.sim.set_holding(1, address, value);
+        sim.sim.set(1, Table::Holding, address, value);
     }
     let config = config_on(&text, &sim.path);
     let mut gateway = start_gateway(&config);

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use rtu2mqtt::config::Table;
 use rtu2mqtt::sim::Fault;
 
 use crate::util::{Broker, GatewayProcess, Message, Watcher, config_on, example_text, start_sim};
@@ -177,7 +178,7 @@ async fn port_that_disappears_and_returns_at_the_same_path_recovers() {
 
     // Plugged in again: a new pty behind the same path.
     let second = start_sim(&crate::util::example());
-    second.sim.set_holding(10, 0, 230);
+    second.sim.set(10, Table::Holding, 0, 230);
     std::os::unix::fs::symlink(&second.path, &link).unwrap();
     assert!(
         watcher.wait_payload(TEMPERATURE, "23").await,

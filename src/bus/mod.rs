@@ -1,6 +1,6 @@
 //! The bus: the one task that owns the serial port and runs Modbus transactions on it, one
-//! at a time. Others talk to it through a [`BusHandle`]; writes waiting in its queue go
-//! before reads. Each transaction keeps the inter-frame silence, has a timeout and retries,
+//! at a time. Others talk to it through a [`BusHandle`]; commands (writes and their
+//! read-backs) go before any poll still waiting. Each transaction keeps the inter-frame silence, has a timeout and retries,
 //! and ends in data, an exception (the device said no) or a transport failure (the line
 //! did not deliver an answer) — never in a stuck bus.
 
@@ -196,6 +196,17 @@ impl Link {
         }
     }
 
+    /// When the line may carry the next request: the inter-frame silence and frame gap
+    /// after the last frame, and after a timeout the late-answer guard.
+    fn quiet_at(&self) -> Instant {
+        let silence = self.settings.line.frame_silence() + self.settings.frame_gap;
+        let guard = match self.last {
+            Some((_, true)) => LATE_ANSWER_GUARD.min(self.settings.timeout),
+            _ => Duration::ZERO,
+        };
+        self.last_frame_end + silence.max(guard)
+    }
+
     /// One request with silence before it, a timeout, and retries on transport failures.
     async fn transact(&mut self, unit: UnitId, request: Request<'_>) -> Result<Response, BusError> {
         self.client.set_slave(Slave(unit.get()));
@@ -217,11 +228,11 @@ impl Link {
     async fn attempt(&mut self, unit: u8, request: Request<'_>) -> Result<Response, BusError> {
         let timeout = self.settings.timeout;
         let silence = self.settings.line.frame_silence() + self.settings.frame_gap;
-        let guard = match self.last {
-            Some((_, true)) => LATE_ANSWER_GUARD.min(timeout),
-            _ => Duration::ZERO,
-        };
-        tokio::time::sleep_until(self.last_frame_end + silence.max(guard)).await;
+        let quiet = self.quiet_at();
+        // Registering a timer costs a wake-up even when it has already expired.
+        if Instant::now() < quiet {
+            tokio::time::sleep_until(quiet).await;
+        }
         self.port.flush_before_next_write();
         let (received_before, discarded_before) = (self.port.received(), self.port.discarded());
         let started = Instant::now();
@@ -236,6 +247,7 @@ impl Link {
         self.stats
             .record(unit, took, took + silence, result.as_ref().map(drop));
         self.last = Some((unit, matches!(result, Err(BusError::Timeout(_)))));
+        tracing::trace!(unit, ?took, ok = result.is_ok(), "transaction");
         result
     }
 
@@ -269,31 +281,47 @@ fn classify_io(e: &io::Error) -> BusError {
 
 type Reply<T> = oneshot::Sender<Result<T, BusError>>;
 
-/// A cheap, cloneable way to put transactions on the bus.
+/// A transaction and where its result goes.
+#[derive(Debug)]
+enum Job {
+    Read(ReadRequest, Reply<ReadData>),
+    Write(WriteRequest, Reply<()>),
+}
+
+/// A cheap, cloneable way to put transactions on the bus. There are two queues: commands
+/// (writes and their read-backs), which go first, and polls.
 #[derive(Debug, Clone)]
 pub struct BusHandle {
-    writes: mpsc::Sender<(WriteRequest, Reply<()>)>,
-    reads: mpsc::Sender<(ReadRequest, Reply<ReadData>)>,
+    commands: mpsc::Sender<Job>,
+    polls: mpsc::Sender<Job>,
 }
 
 impl BusHandle {
-    pub async fn read(&self, read: ReadRequest) -> Result<ReadData, BusError> {
+    async fn submit<T>(
+        queue: &mpsc::Sender<Job>,
+        job: impl FnOnce(Reply<T>) -> Job,
+    ) -> Result<T, BusError> {
         let (reply, answer) = oneshot::channel();
-        self.reads
-            .send((read, reply))
+        queue
+            .send(job(reply))
             .await
             .map_err(|_| BusError::Stopped)?;
         answer.await.unwrap_or(Err(BusError::Stopped))
     }
 
-    /// Queues a write; it goes before any read still waiting.
+    /// A poll: waits behind commands and earlier polls.
+    pub async fn read(&self, read: ReadRequest) -> Result<ReadData, BusError> {
+        Self::submit(&self.polls, |reply| Job::Read(read, reply)).await
+    }
+
+    /// A read on behalf of a command (the read-back after a write): goes before polls.
+    pub async fn read_now(&self, read: ReadRequest) -> Result<ReadData, BusError> {
+        Self::submit(&self.commands, |reply| Job::Read(read, reply)).await
+    }
+
+    /// A write: goes before any poll still waiting.
     pub async fn write(&self, write: WriteRequest) -> Result<(), BusError> {
-        let (reply, answer) = oneshot::channel();
-        self.writes
-            .send((write, reply))
-            .await
-            .map_err(|_| BusError::Stopped)?;
-        answer.await.unwrap_or(Err(BusError::Stopped))
+        Self::submit(&self.commands, |reply| Job::Write(write, reply)).await
     }
 }
 
@@ -301,14 +329,14 @@ impl BusHandle {
 #[derive(Debug)]
 pub struct BusTask {
     settings: Bus,
-    writes: mpsc::Receiver<(WriteRequest, Reply<()>)>,
-    reads: mpsc::Receiver<(ReadRequest, Reply<ReadData>)>,
+    commands: mpsc::Receiver<Job>,
+    polls: mpsc::Receiver<Job>,
     stats: Arc<BusStats>,
     port_open: watch::Sender<bool>,
 }
 
-/// Writes waiting at once; more wait for room in the queue.
-const WRITE_QUEUE: usize = 32;
+/// Commands waiting at once; more wait for room in the queue.
+const COMMAND_QUEUE: usize = 32;
 /// First wait before reopening a failed port; doubles up to [`REOPEN_MAX`].
 const REOPEN_FIRST: Duration = Duration::from_millis(500);
 const REOPEN_MAX: Duration = Duration::from_secs(30);
@@ -316,17 +344,17 @@ const REOPEN_MAX: Duration = Duration::from_secs(30);
 /// Creates the bus; `reads` is how many reads may wait at once (the plan's length is
 /// enough, since the scheduler never queues a read twice).
 pub fn bus(settings: Bus, reads: usize) -> (BusHandle, BusTask) {
-    let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE);
-    let (read_tx, read_rx) = mpsc::channel(reads.max(1));
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (poll_tx, poll_rx) = mpsc::channel(reads.max(1));
     (
         BusHandle {
-            writes: write_tx,
-            reads: read_tx,
+            commands: command_tx,
+            polls: poll_tx,
         },
         BusTask {
             settings,
-            writes: write_rx,
-            reads: read_rx,
+            commands: command_rx,
+            polls: poll_rx,
             stats: Arc::default(),
             port_open: watch::Sender::new(false),
         },
@@ -383,6 +411,24 @@ impl Line {
         self.backoff = (self.backoff * 2).min(REOPEN_MAX);
     }
 
+    async fn execute(&mut self, job: Job) {
+        // A caller that gave up waiting is no reason to stop.
+        match job {
+            Job::Read(read, reply) => {
+                let result = self
+                    .run(read.unit, async |link| link.read(&read).await)
+                    .await;
+                let _ = reply.send(result);
+            }
+            Job::Write(write, reply) => {
+                let result = self
+                    .run(write.unit, async |link| link.write(&write).await)
+                    .await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
     /// Runs one transaction on the port, opening it first if need be.
     async fn run<T>(
         &mut self,
@@ -431,20 +477,27 @@ impl BusTask {
         let watchdog = sd_notify::watchdog_enabled();
         let mut ping = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
         loop {
+            // The next job is chosen when the line is free to carry it, not before: a
+            // command queued during the silence still goes ahead of waiting polls.
+            if let Some(quiet) = line
+                .link
+                .as_ref()
+                .map(Link::quiet_at)
+                .filter(|q| *q > Instant::now())
+            {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep_until(quiet) => {}
+                }
+            }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
                 _ = ping.tick(), if watchdog.is_some() => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 }
-                Some((write, reply)) = self.writes.recv() => {
-                    let result = line.run(write.unit, async |link| link.write(&write).await).await;
-                    let _ = reply.send(result);
-                }
-                Some((read, reply)) = self.reads.recv() => {
-                    let result = line.run(read.unit, async |link| link.read(&read).await).await;
-                    let _ = reply.send(result);
-                }
+                Some(job) = self.commands.recv() => line.execute(job).await,
+                Some(job) = self.polls.recv() => line.execute(job).await,
                 else => break,
             }
         }

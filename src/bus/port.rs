@@ -102,13 +102,16 @@ impl AsyncWrite for Port {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if self.state.flush_before_write.swap(false, Ordering::Relaxed) {
-            let waiting = self.stream.bytes_to_read().unwrap_or(0);
-            self.stream
-                .clear(ClearBuffer::Input)
-                .map_err(io::Error::from)?;
-            self.state
-                .discarded
-                .fetch_add(u64::from(waiting), Ordering::Relaxed);
+            // Usually nothing is waiting: then one ioctl is enough.
+            let waiting = self.stream.bytes_to_read().unwrap_or(1);
+            if waiting > 0 {
+                self.stream
+                    .clear(ClearBuffer::Input)
+                    .map_err(io::Error::from)?;
+                self.state
+                    .discarded
+                    .fetch_add(u64::from(waiting), Ordering::Relaxed);
+            }
         }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }

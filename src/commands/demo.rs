@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, EXAMPLE};
+use crate::config::{self, EXAMPLE, Table};
 use crate::sim::Simulator;
 use crate::{app, broker};
 
@@ -55,7 +55,7 @@ async fn drift_temperature(sim: Simulator, shutdown: CancellationToken) {
     for raw in STEPS.iter().cycle() {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(5)) => sim.set_holding(10, 0, *raw),
+            () = tokio::time::sleep(Duration::from_secs(5)) => sim.set(10, Table::Holding, 0, *raw),
         }
     }
 }

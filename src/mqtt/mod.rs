@@ -356,7 +356,7 @@ pub async fn execute_commands(
             count: register.width(),
         };
         let result = match bus.write(command.write.clone()).await {
-            Ok(()) => bus.read(read_back).await.and_then(|data| {
+            Ok(()) => bus.read_now(read_back).await.and_then(|data| {
                 register
                     .codec
                     .decode(&data.words())

@@ -8,14 +8,14 @@ pub mod frame;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_serial::{SerialPort, SerialStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, LineSettings};
+use crate::config::{Config, LineSettings, Table};
 use frame::{Memory, Parsed};
 
 /// A misbehaviour injected for one unit.
@@ -43,6 +43,8 @@ pub struct Seen {
     pub count: u16,
     /// Registers written by 6 or 16 (coils by 5 as 0/1).
     pub values: Vec<u16>,
+    /// When the whole request had arrived.
+    pub at: Instant,
 }
 
 /// Requests remembered for inspection; older ones are dropped.
@@ -136,14 +138,13 @@ impl Simulator {
         self.lock().units.get(&unit)?.holding.get(&address).copied()
     }
 
-    /// Sets a holding register (creating it), as the device itself would.
-    pub fn set_holding(&self, unit: u8, address: u16, value: u16) {
+    /// Sets an address of a table (creating it), as the device itself would.
+    pub fn set(&self, unit: u8, table: Table, address: u16, word: u16) {
         self.lock()
             .units
             .entry(unit)
             .or_default()
-            .holding
-            .insert(address, value);
+            .set(table, address, word);
     }
 
     /// Removes an address from a unit's holding table, so reads over it fail with
@@ -286,7 +287,7 @@ impl Simulator {
             // The request was still arriving, and the answer takes its own time to travel.
             // Frames are at most 256 bytes.
             let chars = (request_len + frame.len()) as f64;
-            tokio::time::sleep(line.frame_silence() + line.chars(chars)).await;
+            sleep_precisely(line.frame_silence() + line.chars(chars)).await;
         }
         if let Some(Fault::Late(delay)) = fault {
             tokio::time::sleep(delay).await;
@@ -323,6 +324,7 @@ fn seen(unit: u8, pdu: &[u8]) -> Seen {
         address: word(1),
         count: word(3),
         values,
+        at: Instant::now(),
     }
 }
 
@@ -334,6 +336,20 @@ fn close_on_exec(port: &SerialStream) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Sleeps `duration` to within a few microseconds: tokio's timer rounds up to whole
+/// milliseconds, which at wire speed would add up to a millisecond to every answer. The
+/// last stretch is spent yielding in a loop.
+async fn sleep_precisely(duration: Duration) {
+    const SPIN: Duration = Duration::from_millis(2);
+    let deadline = Instant::now() + duration;
+    if let Some(coarse) = duration.checked_sub(SPIN) {
+        tokio::time::sleep(coarse).await;
+    }
+    while Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
 }
 
 async fn idle() {
