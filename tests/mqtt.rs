@@ -285,3 +285,82 @@ async fn broker_restart_resumes_publishing_and_commands() {
     assert!(watcher.wait_payload(PWM, "300").await, "{}", gateway.log());
     assert_eq!(sim.sim.holding(10, 2), Some(300));
 }
+
+/// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`.
+fn make_certificates(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let mut server_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    server_params.subject_alt_names =
+        vec![SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())];
+    let server = server_params.signed_by(&server_key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_password_file_connects_and_never_logs_the_password() {
+    if !Broker::restartable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let passwords = dir.path().join("passwd");
+    let made = std::process::Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&passwords)
+        .args(["gateway", "s3cret-Pa55"])
+        .status()
+        .expect("mosquitto_passwd");
+    assert!(made.success());
+    let (plain, tls) = (crate::util::free_port(), crate::util::free_port());
+    let d = dir.path().display();
+    let conf = format!(
+        "per_listener_settings true\npersistence false\n\
+         listener {plain} 127.0.0.1\nallow_anonymous true\n\
+         listener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
+         allow_anonymous false\npassword_file {}\n",
+        passwords.display()
+    );
+    let _broker = Broker::mosquitto(plain, conf);
+    let sim = start_sim(&example());
+    let watcher = Watcher::connect(plain, "rtu2mqtt/#").await;
+    let with_password = |password: &str, client: &str| {
+        let file = dir.path().join(format!("{client}.pass"));
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        format!(
+            "{}\n[mqtt.tls]\nca_file = \"{d}/ca.pem\"\n",
+            example_text(&sim.path, tls).replace(
+                "[mqtt]\n",
+                &format!("[mqtt]\nclient_id = \"{client}\"\nusername = \"gateway\"\npassword_file = \"{}\"\n", file.display())
+            )
+        )
+    };
+
+    // A wrong password is refused by the broker and said so in the log, without the password.
+    let refused = GatewayProcess::start(&with_password("wrong-Pa55", "intruder"));
+    let deadline = Instant::now() + DEADLINE;
+    while !refused.log().contains("MQTT broker unreachable") {
+        assert!(Instant::now() < deadline, "{}", refused.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!refused.log().contains("wrong-Pa55"), "{}", refused.log());
+    drop(refused);
+
+    let gateway = GatewayProcess::start(&with_password("s3cret-Pa55", "rtu2mqtt-tls"));
+    assert!(
+        watcher.wait_payload(TEMPERATURE, "21.5").await,
+        "{}",
+        gateway.log()
+    );
+    assert!(watcher.wait_payload(STATE, "online").await);
+    watcher.publish("rtu2mqtt/climate/pwm/set", "77").await;
+    assert!(watcher.wait_payload(PWM, "77").await, "{}", gateway.log());
+    assert!(!gateway.log().contains("s3cret-Pa55"));
+}

@@ -71,7 +71,17 @@ pub fn small_config(bus_extra: &str, device_extra: &str, registers: &str) -> Str
 /// and started again), else the embedded one.
 pub struct Broker {
     pub port: u16,
+    /// mosquitto's config, when it is mosquitto.
+    conf: Option<String>,
     mosquitto: Option<(std::process::Child, tempfile::TempDir)>,
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 impl Drop for Broker {
@@ -101,17 +111,11 @@ fn wait_listening(port: u16) {
 
 impl Broker {
     pub fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         if have_mosquitto() {
-            let mut broker = Broker {
-                port,
-                mosquitto: None,
-            };
-            broker.restart();
-            broker
+            let conf =
+                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n");
+            Broker::mosquitto(port, conf)
         } else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -121,9 +125,21 @@ impl Broker {
             rtu2mqtt::broker::start(port).expect("embedded broker");
             Broker {
                 port,
+                conf: None,
                 mosquitto: None,
             }
         }
+    }
+
+    /// mosquitto with this config; `port` is a plain listener in it, waited for.
+    pub fn mosquitto(port: u16, conf: String) -> Broker {
+        let mut broker = Broker {
+            port,
+            conf: Some(conf),
+            mosquitto: None,
+        };
+        broker.restart();
+        broker
     }
 
     /// Whether this broker can be stopped and started (mosquitto only).
@@ -151,14 +167,8 @@ impl Broker {
         self.stop();
         let dir = tempfile::tempdir().expect("temp dir");
         let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
-                self.port
-            ),
-        )
-        .expect("write mosquitto.conf");
+        std::fs::write(&conf, self.conf.as_deref().expect("a mosquitto broker"))
+            .expect("write mosquitto.conf");
         let child = std::process::Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
