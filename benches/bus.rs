@@ -4,7 +4,7 @@
 //! `cargo bench --bench bus` prints bus efficiency, command latency and cost; the figures
 //! and what they are measured against are explained in BENCHMARKS.md.
 //! `BENCH_SECONDS` (default 60) sets the throughput window, `BENCH_COMMANDS` (default 300)
-//! the number of `/set` commands timed.
+//! the number of `/set` commands timed, `BENCH_GATEWAY` another daemon binary to run.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -91,9 +91,11 @@ async fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let config_path = dir.path().join("bench.toml");
     std::fs::write(&config_path, gateway_text)?;
-    let binary = env!("CARGO_BIN_EXE_rtu2mqtt");
+    // BENCH_GATEWAY runs another build of the daemon, e.g. one with symbols to profile.
+    let binary = std::env::var("BENCH_GATEWAY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_rtu2mqtt").to_owned());
     let mut gateway = Process(
-        Command::new(binary)
+        Command::new(&binary)
             .args(["run", "-c"])
             .arg(&config_path)
             .env("RUST_LOG", "warn")
@@ -179,8 +181,23 @@ async fn run() -> anyhow::Result<()> {
 
     let transactions = sim.seen().len() - seen_start;
     let cpu = cpu_seconds(pid)? - cpu_start;
+
+    // Phase 3: the same polling with the broker gone, to tell the serial side's CPU from
+    // the MQTT side's (mosquitto only: the embedded broker cannot be stopped).
+    let mut broker = broker;
+    let serial_only = match broker.process.as_mut() {
+        Some(process) => {
+            process.stop();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (cpu_start, seen_start) = (cpu_seconds(pid)?, sim.seen().len());
+            tokio::time::sleep(window / 2).await;
+            let cpu = cpu_seconds(pid)? - cpu_start;
+            Some(cpu * 10_000.0 / (sim.seen().len() - seen_start) as f64)
+        }
+        None => None,
+    };
     let rss_kb = peak_rss_kb(pid)?;
-    let size = std::fs::metadata(binary)?.len();
+    let size = std::fs::metadata(&binary)?.len();
     gateway.stop();
     stop.cancel();
 
@@ -231,6 +248,9 @@ async fn run() -> anyhow::Result<()> {
         cpu * 10_000.0 / transactions as f64,
         cpu * 10_000.0 / transactions as f64
     );
+    if let Some(serial_only) = serial_only {
+        println!("| CPU per 10,000 transactions, broker stopped | {serial_only:.3} s | | |");
+    }
     println!(
         "| peak RSS | {:.1} MB | target 8 MB | {:.3} |",
         rss_kb as f64 / 1024.0,
@@ -388,7 +408,7 @@ impl Drop for Process {
 /// mosquitto on a free loopback port when installed, else the embedded broker.
 struct Broker {
     port: u16,
-    _process: Option<Process>,
+    process: Option<Process>,
     _dir: tempfile::TempDir,
 }
 
@@ -408,7 +428,7 @@ impl Broker {
             rtu2mqtt::broker::start(port)?;
             return Ok(Broker {
                 port,
-                _process: None,
+                process: None,
                 _dir: dir,
             });
         }
@@ -434,7 +454,7 @@ impl Broker {
         }
         Ok(Broker {
             port,
-            _process: Some(process),
+            process: Some(process),
             _dir: dir,
         })
     }

@@ -12,7 +12,6 @@ use tokio_util::task::TaskTracker;
 use crate::bus;
 use crate::config::Config;
 use crate::mqtt::{self, Bridge, Monitors, Topics, connection};
-use crate::plan;
 use crate::scheduler::Scheduler;
 
 /// Requests rumqttc may hold while the broker is away; later ones are dropped (the state
@@ -28,11 +27,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let options = connection::options(&config.mqtt, &topics.bridge_state())?;
     let (client, eventloop) = AsyncClient::new(options, MQTT_QUEUE);
 
-    let reads = plan::plan(&config.devices).len();
-    // Room for every read twice: the scheduler's own and those split after exception 2.
-    let (bus, bus_task) = bus::bus(config.bus.clone(), reads * 2);
+    let (bus, bus_task) = bus::bus(config.bus.clone());
     let (events_tx, events) = mpsc::unbounded_channel();
     let scheduler = Scheduler::new(&config, bus.clone(), events_tx);
+    let reads = scheduler.reads();
     let (link_tx, link) = mpsc::channel(64);
     let (commands_tx, commands) = mpsc::channel(16);
     let (outcomes_tx, outcomes) = mpsc::unbounded_channel();

@@ -97,6 +97,11 @@ impl Scheduler {
         }
     }
 
+    /// Reads in the plan.
+    pub fn reads(&self) -> usize {
+        self.slots.len()
+    }
+
     pub fn stats(&self) -> Arc<SchedulerStats> {
         Arc::clone(&self.stats)
     }

@@ -28,8 +28,7 @@ impl Drop for Gateway {
 
 fn start_gateway(config: &Config) -> Gateway {
     let shutdown = CancellationToken::new();
-    let reads = rtu2mqtt::plan::plan(&config.devices).len();
-    let (handle, task) = bus::bus(config.bus.clone(), reads * 2);
+    let (handle, task) = bus::bus(config.bus.clone());
     tokio::spawn(task.run(shutdown.clone()));
     let (tx, events) = mpsc::unbounded_channel();
     let scheduler = Scheduler::new(config, handle.clone(), tx);

@@ -60,9 +60,10 @@ async fn faults_on_one_unit_are_counted_while_the_other_keeps_flowing() {
         "{}",
         gateway.log()
     );
-    // A late answer (5 ms after the 100 ms timeout) lands during the guard after a timeout
-    // and is thrown away as 7 bytes of noise; Noise leaves 6 bytes after a good answer.
-    let late = Fault::Late(Duration::from_millis(105));
+    // A late answer (120 ms: after the 100 ms timeout plus the request's 9 ms on the line)
+    // lands during the guard after a timeout and is thrown away as 7 bytes of noise; Noise
+    // leaves 6 bytes after a good answer.
+    let late = Fault::Late(Duration::from_millis(120));
     sim.sim.queue_faults(
         20,
         [

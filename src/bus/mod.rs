@@ -226,7 +226,10 @@ impl Link {
     }
 
     async fn attempt(&mut self, unit: u8, request: Request<'_>) -> Result<Response, BusError> {
-        let timeout = self.settings.timeout;
+        // The response timeout runs from the end of the request, which is still on the
+        // line when the call starts.
+        let sending = self.settings.line.chars(f64::from(request_bytes(&request)));
+        let timeout = self.settings.timeout + sending;
         let silence = self.settings.line.frame_silence() + self.settings.frame_gap;
         let quiet = self.quiet_at();
         // Registering a timer costs a wake-up even when it has already expired.
@@ -271,6 +274,16 @@ impl Link {
 }
 
 /// Decoding errors are the line's noise; anything else means the port itself failed.
+/// Bytes of a request frame: unit, function, fields, CRC.
+fn request_bytes(request: &Request<'_>) -> u32 {
+    let frame = |fields: usize| u32::try_from(4 + fields).unwrap_or(u32::MAX);
+    match request {
+        Request::WriteMultipleRegisters(_, words) => frame(5 + 2 * words.len()),
+        Request::WriteMultipleCoils(_, coils) => frame(5 + coils.len().div_ceil(8)),
+        _ => frame(4),
+    }
+}
+
 fn classify_io(e: &io::Error) -> BusError {
     match e.kind() {
         io::ErrorKind::InvalidData => BusError::BadFrame(e.to_string()),
@@ -337,15 +350,17 @@ pub struct BusTask {
 
 /// Commands waiting at once; more wait for room in the queue.
 const COMMAND_QUEUE: usize = 32;
+/// Polls waiting at once. The scheduler never queues a read twice, so a plan longer than
+/// this only makes some reads wait for room, in order.
+const POLL_QUEUE: usize = 64;
 /// First wait before reopening a failed port; doubles up to [`REOPEN_MAX`].
 const REOPEN_FIRST: Duration = Duration::from_millis(500);
 const REOPEN_MAX: Duration = Duration::from_secs(30);
 
-/// Creates the bus; `reads` is how many reads may wait at once (the plan's length is
-/// enough, since the scheduler never queues a read twice).
-pub fn bus(settings: Bus, reads: usize) -> (BusHandle, BusTask) {
+/// Creates the bus.
+pub fn bus(settings: Bus) -> (BusHandle, BusTask) {
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
-    let (poll_tx, poll_rx) = mpsc::channel(reads.max(1));
+    let (poll_tx, poll_rx) = mpsc::channel(POLL_QUEUE);
     (
         BusHandle {
             commands: command_tx,
