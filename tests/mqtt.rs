@@ -11,12 +11,42 @@ const ERRORS: &str = "rtu2mqtt/bridge/error";
 const PWM: &str = "rtu2mqtt/climate/pwm";
 const TEMPERATURE: &str = "rtu2mqtt/climate/temperature";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reference_values_arrive_on_their_topics() {
+/// The reference device on a pseudo-terminal, a broker, a watcher of `filter`, and the
+/// gateway between them, waited for until it says `online`.
+struct Rig {
+    broker: Broker,
+    sim: crate::util::SimBus,
+    watcher: Watcher,
+    gateway: GatewayProcess,
+}
+
+async fn rig(filter: &str) -> Rig {
     let broker = Broker::start();
     let sim = start_sim(&example());
-    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let watcher = Watcher::connect(broker.port, filter).await;
     let gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
+    let state = Watcher::connect(broker.port, STATE).await;
+    assert!(
+        state.wait_payload(STATE, "online").await,
+        "{}",
+        gateway.log()
+    );
+    Rig {
+        broker,
+        sim,
+        watcher,
+        gateway,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_values_arrive_on_their_topics() {
+    let Rig {
+        broker,
+        sim: _sim,
+        watcher,
+        gateway,
+    } = rig("rtu2mqtt/#").await;
     for (register, value) in [
         ("temperature", "21.5"),
         ("humidity", "55.3"),
@@ -46,10 +76,12 @@ async fn reference_values_arrive_on_their_topics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_writes_function_6_and_the_read_back_is_published() {
-    let broker = Broker::start();
-    let sim = start_sim(&example());
-    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
-    let gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
+    let Rig {
+        broker: _broker,
+        sim,
+        watcher,
+        gateway,
+    } = rig("rtu2mqtt/#").await;
     assert!(watcher.wait_payload(PWM, "0").await, "{}", gateway.log());
     watcher.publish("rtu2mqtt/climate/pwm/set", "512").await;
     assert!(
@@ -67,10 +99,12 @@ async fn set_writes_function_6_and_the_read_back_is_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_commands_are_refused_and_never_reach_the_bus() {
-    let broker = Broker::start();
-    let sim = start_sim(&example());
-    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
-    let gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
+    let Rig {
+        broker: _broker,
+        sim,
+        watcher,
+        gateway,
+    } = rig("rtu2mqtt/#").await;
     assert!(
         watcher.wait_payload(STATE, "online").await,
         "{}",
@@ -145,15 +179,14 @@ fn more_values(messages: &[crate::util::Message], before: usize) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_state_is_online_then_offline_when_killed() {
-    let broker = Broker::start();
-    let sim = start_sim(&example());
-    let watcher = Watcher::connect(broker.port, STATE).await;
-    let mut gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
-    assert!(
-        watcher.wait_payload(STATE, "online").await,
-        "{}",
-        gateway.log()
-    );
+    let Rig {
+        broker,
+        sim: _sim,
+        watcher,
+        mut gateway,
+    } = rig(STATE).await;
+    // The rig waited for `online`; this watcher saw it too.
+    assert!(watcher.wait_payload(STATE, "online").await);
     gateway.child.kill().expect("SIGKILL");
     let _ = gateway.child.wait();
     assert!(
@@ -170,15 +203,14 @@ async fn bridge_state_is_online_then_offline_when_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_says_offline_and_exits_zero_within_a_second() {
-    let broker = Broker::start();
-    let sim = start_sim(&example());
-    let watcher = Watcher::connect(broker.port, STATE).await;
-    let mut gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
-    assert!(
-        watcher.wait_payload(STATE, "online").await,
-        "{}",
-        gateway.log()
-    );
+    let Rig {
+        broker: _broker,
+        sim: _sim,
+        watcher,
+        mut gateway,
+    } = rig(STATE).await;
+    // The rig waited for `online`; this watcher saw it too.
+    assert!(watcher.wait_payload(STATE, "online").await);
     let sent = Instant::now();
     gateway.signal("TERM");
     let status = loop {
