@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use rtu2mqtt::config::Table;
 use rtu2mqtt::sim::Fault;
 
 use crate::util::{Broker, DEADLINE, GatewayProcess, Watcher, example, example_text, start_sim};
@@ -395,4 +396,51 @@ async fn tls_with_a_password_file_connects_and_never_logs_the_password() {
     watcher.publish("rtu2mqtt/climate/pwm/set", "77").await;
     assert!(watcher.wait_payload(PWM, "77").await, "{}", gateway.log());
     assert!(!gateway.log().contains("s3cret-Pa55"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_mode_publishes_changes_beyond_the_deadband_and_republishes_when_quiet() {
+    let broker = Broker::start();
+    let sim = start_sim(&example());
+    let watcher = Watcher::connect(broker.port, TEMPERATURE).await;
+    // Polled every 200 ms; published on a change of more than 0.2 °C, or after 1 s of quiet.
+    let text = example_text(&sim.path, broker.port).replace(
+        "scale = 0.1                   # published",
+        "publish = \"change\"\ndeadband = 0.2\nrepublish = \"1s\"\nscale = 0.1  # published",
+    );
+    let gateway = GatewayProcess::start(&text);
+    assert!(
+        watcher.wait_payload(TEMPERATURE, "21.5").await,
+        "{}",
+        gateway.log()
+    );
+    // Within the deadband: not published, however often it is polled.
+    sim.sim.set(10, Table::Holding, 0, 216);
+    let polls = sim.sim.seen().len();
+    assert!(
+        sim.sim
+            .wait_for_seen(DEADLINE, |seen| seen.len() >= polls + 3)
+            .await
+    );
+    assert_eq!(watcher.payloads(TEMPERATURE), ["21.5"]);
+    // Beyond it: published at once.
+    sim.sim.set(10, Table::Holding, 0, 230);
+    assert!(
+        watcher.wait_payload(TEMPERATURE, "23").await,
+        "{}",
+        gateway.log()
+    );
+    // Unchanged: published again once `republish` has passed, not at every poll.
+    let quiet_since = Instant::now();
+    assert!(
+        watcher
+            .wait_for(|ms| ms.iter().filter(|m| m.payload == "23").count() >= 2)
+            .await
+    );
+    let waited = quiet_since.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800),
+        "republished after {waited:?}"
+    );
+    assert_eq!(watcher.payloads(TEMPERATURE), ["21.5", "23", "23"]);
 }
