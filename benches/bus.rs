@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use rtu2mqtt::config::{self, Config, Device, LineSettings, Table};
-use rtu2mqtt::plan::{self, PollRequest, ReadRequest};
+use rtu2mqtt::plan::{self, ReadRequest};
 use rtu2mqtt::sim::Simulator;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
@@ -286,7 +286,7 @@ fn read_of(seen: &rtu2mqtt::sim::Seen) -> Option<ReadRequest> {
 /// tried exhaustively. Independent of the planner, which must match it.
 fn least_line_time(config: &Config, line: &LineSettings) -> Duration {
     let mut total = Duration::ZERO;
-    for (index, device) in config.devices.iter().enumerate() {
+    for device in &config.devices {
         let mut groups: HashMap<(Table, Duration), Vec<usize>> = HashMap::new();
         for (r, register) in device.registers.iter().enumerate() {
             groups
@@ -303,7 +303,7 @@ fn least_line_time(config: &Config, line: &LineSettings) -> Duration {
             let cuts = registers.len() - 1;
             let mut best = Duration::MAX;
             for mask in 0u32..(1 << cuts) {
-                if let Some(time) = cut_cost(device, index, table, &registers, mask, line) {
+                if let Some(time) = cut_cost(device, table, &registers, mask, line) {
                     best = best.min(time);
                 }
             }
@@ -315,7 +315,6 @@ fn least_line_time(config: &Config, line: &LineSettings) -> Duration {
 
 fn cut_cost(
     device: &Device,
-    index: usize,
     table: Table,
     registers: &[usize],
     mask: u32,
@@ -340,18 +339,13 @@ fn cut_cost(
         if covered - first > u32::from(device.max_read_for(table)) {
             return None;
         }
-        let request = PollRequest {
-            device: index,
-            read: ReadRequest {
-                unit: device.unit,
-                table,
-                address: first as u16,
-                count: (covered - first) as u16,
-            },
-            interval: Duration::ZERO,
-            registers: run.to_vec(),
+        let read = ReadRequest {
+            unit: device.unit,
+            table,
+            address: first as u16,
+            count: (covered - first) as u16,
         };
-        time += request.read.line_time(line);
+        time += read.line_time(line);
         start = end;
     }
     Some(time)

@@ -147,6 +147,13 @@ impl Scheduler {
         let request = &self.slots[index].request;
         let device_index = request.device;
         let device = &self.devices[device_index];
+        // The reads a merged read was made of, when the device refuses to read across gaps.
+        let parts = match &result {
+            Err(BusError::Exception(ExceptionCode::IllegalDataAddress)) => {
+                Some(request.split(device)).filter(|parts| parts.len() > 1)
+            }
+            _ => None,
+        };
         match result {
             Ok(data) => {
                 let words = data.words();
@@ -166,10 +173,8 @@ impl Scheduler {
                 });
                 self.answered(device_index);
             }
-            Err(BusError::Exception(ExceptionCode::IllegalDataAddress))
-                if request.split(device).len() > 1 =>
-            {
-                let mut parts = request.split(device).into_iter();
+            Err(_) if parts.is_some() => {
+                let mut parts = parts.into_iter().flatten();
                 tracing::info!(
                     device = %device.name,
                     address = request.read.address,

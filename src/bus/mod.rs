@@ -90,17 +90,6 @@ pub enum BusError {
 }
 
 impl BusError {
-    /// Short name for logs and stats.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BusError::Exception(_) => "exception",
-            BusError::Timeout(_) => "timeout",
-            BusError::BadFrame(_) => "bad_frame",
-            BusError::PortDown(_) => "port",
-            BusError::Stopped => "stopped",
-        }
-    }
-
     /// A failure of the line rather than an answer from the device.
     pub fn is_transport(&self) -> bool {
         !matches!(self, BusError::Exception(_))
@@ -214,11 +203,11 @@ impl Link {
         loop {
             let result = self.attempt(unit.get(), request.clone()).await;
             match result {
-                Err(BusError::Timeout(_) | BusError::BadFrame(_))
+                Err(ref error @ (BusError::Timeout(_) | BusError::BadFrame(_)))
                     if attempt < self.settings.retries =>
                 {
                     attempt += 1;
-                    tracing::debug!(unit = unit.get(), attempt, error = %result.as_ref().err().map(ToString::to_string).unwrap_or_default(), "retrying");
+                    tracing::debug!(unit = unit.get(), attempt, %error, "retrying");
                 }
                 result => return result,
             }
@@ -264,7 +253,7 @@ impl Link {
             Ok(Ok(Ok(response))) => Ok(response),
             Ok(Ok(Err(exception))) => Err(BusError::Exception(exception)),
             Ok(Err(tokio_modbus::Error::Protocol(e))) => Err(BusError::BadFrame(e.to_string())),
-            Ok(Err(tokio_modbus::Error::Transport(e))) => Err(classify_io(&e)),
+            Ok(Err(tokio_modbus::Error::Transport(e))) => Err(classify_io(&e, timeout)),
             Err(_elapsed) if self.port.received() > received_before => Err(BusError::BadFrame(
                 "no valid frame within the timeout (bad CRC or noise)".to_owned(),
             )),
@@ -273,7 +262,6 @@ impl Link {
     }
 }
 
-/// Decoding errors are the line's noise; anything else means the port itself failed.
 /// Bytes of a request frame: unit, function, fields, CRC.
 fn request_bytes(request: &Request<'_>) -> u32 {
     let frame = |fields: usize| u32::try_from(4 + fields).unwrap_or(u32::MAX);
@@ -284,10 +272,11 @@ fn request_bytes(request: &Request<'_>) -> u32 {
     }
 }
 
-fn classify_io(e: &io::Error) -> BusError {
+/// Decoding errors are the line's noise; anything else means the port itself failed.
+fn classify_io(e: &io::Error, timeout: Duration) -> BusError {
     match e.kind() {
         io::ErrorKind::InvalidData => BusError::BadFrame(e.to_string()),
-        io::ErrorKind::TimedOut => BusError::Timeout(Duration::ZERO),
+        io::ErrorKind::TimedOut => BusError::Timeout(timeout),
         _ => BusError::PortDown(e.to_string()),
     }
 }

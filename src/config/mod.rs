@@ -85,7 +85,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         problems: Vec::new(),
     };
     let config = match toml::from_str::<RawConfig>(text) {
-        Ok(raw) => v.config(raw, path),
+        Ok(raw) => Some(v.config(raw, path)),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_owned();
@@ -192,7 +192,7 @@ impl Validator<'_> {
         Some(topic.get_ref().clone())
     }
 
-    fn config(&mut self, raw: RawConfig, path: &Path) -> Option<Config> {
+    fn config(&mut self, raw: RawConfig, path: &Path) -> Config {
         let mqtt = self.mqtt(raw.mqtt, path);
         let bus = self.bus(raw.bus);
         let mut devices: Vec<Device> = Vec::new();
@@ -216,13 +216,13 @@ impl Validator<'_> {
             }
         }
         let sim = self.sim(raw.sim, &devices);
-        Some(Config {
+        Config {
             source: path.to_owned(),
             mqtt,
             bus,
             devices,
             sim,
-        })
+        }
     }
 
     fn mqtt(&mut self, raw: Option<RawMqtt>, path: &Path) -> Mqtt {

@@ -238,13 +238,3 @@ pub enum WriteFunction {
     /// 16: several holding registers (also accepted for one).
     MultipleRegisters,
 }
-
-impl WriteFunction {
-    pub fn code(self) -> u8 {
-        match self {
-            WriteFunction::SingleCoil => 5,
-            WriteFunction::SingleRegister => 6,
-            WriteFunction::MultipleRegisters => 16,
-        }
-    }
-}

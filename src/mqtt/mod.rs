@@ -168,19 +168,10 @@ impl Bridge {
             tracing::error!(error = %e, "cannot subscribe to the command topics");
         }
         // A new session: everything current goes out again for new subscribers.
-        let retain = self.config.mqtt.retain;
-        for (d, registers) in self.registers.iter_mut().enumerate() {
-            for (r, state) in registers.iter_mut().enumerate() {
-                if let Some((value, text)) = state.latest.clone() {
-                    let topic = self.topics.value(d, r);
-                    tracing::trace!(topic, payload = text, "republish");
-                    if self
-                        .client
-                        .try_publish(topic, self.qos, retain, text.clone())
-                        .is_ok()
-                    {
-                        state.published = Some((value, text, Instant::now()));
-                    }
+        for d in 0..self.registers.len() {
+            for r in 0..self.registers[d].len() {
+                if let Some((value, text)) = self.registers[d][r].latest.clone() {
+                    self.publish_value(d, r, value, text);
                 }
             }
         }
@@ -239,14 +230,18 @@ impl Bridge {
                     || spec.republish.is_some_and(|every| at.elapsed() >= every)
             }
         };
-        if due && self.is_connected() {
-            self.publish(
-                self.topics.value(device, register),
-                text.clone(),
-                self.config.mqtt.retain,
-            );
-            self.registers[device][register].published = Some((value, text, Instant::now()));
+        if due {
+            self.publish_value(device, register, value, text);
         }
+    }
+
+    fn publish_value(&mut self, device: usize, register: usize, value: Value, text: String) {
+        if !self.is_connected() {
+            return;
+        }
+        let topic = self.topics.value(device, register);
+        self.publish(topic, text.clone(), self.config.mqtt.retain);
+        self.registers[device][register].published = Some((value, text, Instant::now()));
     }
 
     fn on_stats(&self) {

@@ -147,14 +147,6 @@ impl Simulator {
             .set(table, address, word);
     }
 
-    /// Removes an address from a unit's holding table, so reads over it fail with
-    /// exception 2.
-    pub fn remove_holding(&self, unit: u8, address: u16) {
-        if let Some(memory) = self.lock().units.get_mut(&unit) {
-            memory.holding.remove(&address);
-        }
-    }
-
     /// Waits until `check` holds for the requests seen, or `timeout` passes.
     pub async fn wait_for_seen(&self, timeout: Duration, check: impl Fn(&[Seen]) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
