@@ -48,7 +48,7 @@ async fn run() -> anyhow::Result<()> {
 
     // The plan against the least line time any set of reads obeying the same limits has.
     let plan = plan::plan(&config.devices);
-    let plan_time = plan::cycle_time(&plan, &line, Duration::ZERO);
+    let plan_time = plan::cycle_time(&plan, &line);
     let least_time = least_line_time(&config, &line);
     let values_per_cycle: usize = config.devices.iter().map(|d| d.registers.len()).sum();
     let plan_bytes: u32 = plan.iter().map(|r| r.read.frame_bytes()).sum();

@@ -27,7 +27,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let options = connection::options(&config.mqtt, &topics.bridge_state())?;
     let (client, eventloop) = AsyncClient::new(options, MQTT_QUEUE);
 
-    let (bus, bus_task) = bus::bus(config.bus.clone());
+    let (bus, bus_task) = bus::bus(&config);
     let (events_tx, events) = mpsc::unbounded_channel();
     let scheduler = Scheduler::new(&config, bus.clone(), events_tx);
     let reads = scheduler.reads();
@@ -39,7 +39,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         scheduler: scheduler.stats(),
     };
     let bridge = Bridge::new(Arc::clone(&config), client, monitors);
-    let ready = tell_systemd_when_ready(bus_task.port_open(), bridge.connected());
+    let ready = tell_systemd_when_ready(bus_task.port_status(), bridge.connected());
 
     tracing::info!(
         devices = config.devices.len(),
@@ -91,18 +91,20 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 /// Tells systemd READY=1 once the port is open and the broker connected, or after
 /// [`READY_WAIT`] with whatever is missing in the status line.
 async fn tell_systemd_when_ready(
-    mut port_open: watch::Receiver<bool>,
+    mut port: watch::Receiver<bus::PortStatus>,
     mut connected: watch::Receiver<bool>,
 ) {
     let both = async {
-        let _ = port_open.wait_for(|open| *open).await;
+        let _ = port
+            .wait_for(|status| *status == bus::PortStatus::Open)
+            .await;
         let _ = connected.wait_for(|up| *up).await;
     };
     let status = match tokio::time::timeout(READY_WAIT, both).await {
         Ok(()) => "serial port open, broker connected".to_owned(),
         Err(_) => format!(
             "serial port {}, broker {}",
-            if *port_open.borrow() {
+            if *port.borrow() == bus::PortStatus::Open {
                 "open"
             } else {
                 "not open yet"

@@ -77,6 +77,9 @@ pub struct LineArgs {
     /// Response timeout.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Whether the adapter echoes what it sends (`auto` finds out).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub echo: crate::config::Echo,
     /// Slave id.
     #[arg(short, long, value_parser = clap::value_parser!(u8).range(1..=247))]
     pub unit: u8,

@@ -69,6 +69,8 @@ pub struct PollRequest {
     pub device: usize,
     pub read: ReadRequest,
     pub interval: Duration,
+    /// The device's extra silence before each request.
+    pub frame_gap: Duration,
     /// Indices into the device's registers.
     pub registers: Vec<usize>,
 }
@@ -95,6 +97,7 @@ impl PollRequest {
                         ..self.read
                     },
                     interval: self.interval,
+                    frame_gap: self.frame_gap,
                     registers: vec![index],
                 }),
             }
@@ -150,6 +153,7 @@ pub fn plan_device(device_index: usize, device: &Device) -> Vec<PollRequest> {
                     count: (last - first) as u16,
                 },
                 interval: registers[start].poll,
+                frame_gap: device.timing.frame_gap,
                 registers: group[start..end].to_vec(),
             });
         }
@@ -206,23 +210,26 @@ fn cheapest_cuts(
     cuts
 }
 
-/// Line time of one cycle of `requests` (each once), with `frame_gap` before each.
+impl PollRequest {
+    /// Line time of the read with its device's frame gap.
+    pub fn line_time(&self, line: &LineSettings) -> Duration {
+        self.read.line_time(line) + self.frame_gap
+    }
+}
+
+/// Line time of one cycle of `requests` (each once).
 pub fn cycle_time<'a>(
     requests: impl IntoIterator<Item = &'a PollRequest>,
     line: &LineSettings,
-    frame_gap: Duration,
 ) -> Duration {
-    requests
-        .into_iter()
-        .map(|r| r.read.line_time(line) + frame_gap)
-        .sum()
+    requests.into_iter().map(|r| r.line_time(line)).sum()
 }
 
 /// Share of the line the plan keeps busy when every read runs at its interval.
-pub fn utilisation(requests: &[PollRequest], line: &LineSettings, frame_gap: Duration) -> f64 {
+pub fn utilisation(requests: &[PollRequest], line: &LineSettings) -> f64 {
     requests
         .iter()
-        .map(|r| (r.read.line_time(line) + frame_gap).as_secs_f64() / r.interval.as_secs_f64())
+        .map(|r| r.line_time(line).as_secs_f64() / r.interval.as_secs_f64())
         .sum()
 }
 
@@ -261,6 +268,10 @@ mod tests {
             max_gap,
             max_read,
             max_read_bits: 2000,
+            timing: crate::config::Timing {
+                timeout: Duration::from_millis(300),
+                frame_gap: Duration::ZERO,
+            },
             registers,
         }
     }
@@ -336,7 +347,7 @@ mod tests {
             data_bits: 8,
             stop_bits: 1,
         };
-        let time = cycle_time(&plan, &line, Duration::ZERO);
+        let time = cycle_time(&plan, &line);
         assert_eq!(time.as_micros(), 32_083);
     }
 

@@ -4,9 +4,19 @@
 //! A read is never queued twice: while one is in flight, its next deadline waits for it.
 //! A deadline missed by a whole interval is skipped and counted as an overrun, so a bus
 //! that cannot keep up gets a steady load, not a growing backlog.
+//!
+//! A device that went offline because it stopped answering costs line time on every read
+//! that times out, so it is only probed, with one read, at a pace that slows down to
+//! `offline_poll` (issue 10); the first answer puts it back on its schedule. A device
+//! offline because the port is gone is polled as usual: that fails at once, costs no line
+//! time, and values flow as soon as the port is back.
+//!
+//! Failures are said once: one log line and one event when a device starts failing (per
+//! kind of failure), one line when it answers again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -36,6 +46,8 @@ pub enum Event {
     },
     /// The device started or stopped answering.
     Availability { device: usize, online: bool },
+    /// The port failed or cannot be opened (said once until it works again).
+    PortDown(BusError),
 }
 
 /// Counters the scheduler keeps for stats.
@@ -48,20 +60,55 @@ struct Slot {
     request: PollRequest,
     due: Instant,
     in_flight: bool,
+    /// Not polled while its device is offline and probed through another read.
+    parked: bool,
+    /// The device refuses this read (an exception), already reported.
+    refused: bool,
+}
+
+impl Slot {
+    fn new(request: PollRequest, due: Instant) -> Slot {
+        Slot {
+            request,
+            due,
+            in_flight: false,
+            parked: false,
+            refused: false,
+        }
+    }
+}
+
+/// A run of failures of one device: since when, how many, of which kinds (each reported
+/// once).
+#[derive(Debug, Clone)]
+struct Episode {
+    since: Instant,
+    attempts: u32,
+    kinds: Vec<&'static str>,
 }
 
 /// Health of one device, for availability.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Health {
     failures: u32,
     online: Option<bool>,
+    episode: Option<Episode>,
+    /// While offline and silent: the pause before the next probe.
+    probe_backoff: Option<Duration>,
 }
+
+/// The first probe of a device that went silent comes this long after it went offline
+/// (or after `offline_poll`, if shorter); the pause doubles up to `offline_poll`.
+const FIRST_PROBE: Duration = Duration::from_secs(2);
 
 pub struct Scheduler {
     devices: Vec<Device>,
     offline_after: u32,
+    offline_poll: Duration,
     slots: Vec<Slot>,
     health: Vec<Health>,
+    /// The port is known to be down: said once.
+    port_down: bool,
     bus: BusHandle,
     events: mpsc::UnboundedSender<Event>,
     stats: Arc<SchedulerStats>,
@@ -82,15 +129,13 @@ impl Scheduler {
         Scheduler {
             devices: config.devices.clone(),
             offline_after: config.bus.offline_after,
+            offline_poll: config.bus.offline_poll,
             slots: plan::plan(&config.devices)
                 .into_iter()
-                .map(|request| Slot {
-                    request,
-                    due: now,
-                    in_flight: false,
-                })
+                .map(|request| Slot::new(request, now))
                 .collect(),
             health: vec![Health::default(); config.devices.len()],
+            port_down: false,
             bus,
             events,
             stats: Arc::default(),
@@ -113,7 +158,7 @@ impl Scheduler {
             let next_due = self
                 .slots
                 .iter()
-                .filter(|s| !s.in_flight)
+                .filter(|s| !s.in_flight && !s.parked)
                 .map(|s| s.due)
                 .min();
             tokio::select! {
@@ -122,7 +167,7 @@ impl Scheduler {
                 () = sleep_until(next_due) => {
                     let now = Instant::now();
                     for (index, slot) in self.slots.iter_mut().enumerate() {
-                        if slot.in_flight || slot.due > now {
+                        if slot.in_flight || slot.parked || slot.due > now {
                             continue;
                         }
                         slot.in_flight = true;
@@ -135,7 +180,11 @@ impl Scheduler {
                         slot.due += interval * (skipped + 1);
                         let bus = self.bus.clone();
                         let read = slot.request.read;
-                        in_flight.push(async move { (index, bus.read(read).await) });
+                        let probe = self.health[slot.request.device].probe_backoff.is_some();
+                        in_flight.push(async move {
+                            let result = if probe { bus.probe(read).await } else { bus.read(read).await };
+                            (index, result)
+                        });
                     }
                 }
             }
@@ -144,6 +193,14 @@ impl Scheduler {
 
     fn finish(&mut self, index: usize, result: Result<ReadData, BusError>) {
         self.slots[index].in_flight = false;
+        let port_down = matches!(result, Err(BusError::PortDown(_)));
+        if let Err(error) = &result
+            && port_down
+            && !self.port_down
+        {
+            self.emit(Event::PortDown(error.clone()));
+        }
+        self.port_down = port_down;
         let request = &self.slots[index].request;
         let device_index = request.device;
         let device = &self.devices[device_index];
@@ -171,6 +228,7 @@ impl Scheduler {
                     device: device_index,
                     values,
                 });
+                self.slots[index].refused = false;
                 self.answered(device_index);
             }
             Err(_) if parts.is_some() => {
@@ -182,51 +240,69 @@ impl Scheduler {
                     "device refuses reads across gaps (exception 2): reading the parts separately from now on"
                 );
                 let now = Instant::now();
-                let slot = |request| Slot {
-                    request,
-                    due: now,
-                    in_flight: false,
-                };
                 if let Some(first) = parts.next() {
-                    self.slots[index] = slot(first);
+                    self.slots[index] = Slot::new(first, now);
                 }
-                self.slots.extend(parts.map(slot));
+                self.slots.extend(parts.map(|part| Slot::new(part, now)));
                 self.answered(device_index);
             }
-            Err(error) => {
-                let names: Vec<&str> = request
-                    .registers
-                    .iter()
-                    .map(|r| device.registers[*r].name.as_str())
-                    .collect();
-                tracing::warn!(
-                    device = %device.name,
-                    registers = %names.join(","),
-                    table = request.read.table.name(),
-                    address = request.read.address,
-                    count = request.read.count,
-                    %error,
-                    "read failed"
-                );
-                let registers = request.registers.clone();
-                let transport = error.is_transport();
-                self.emit(Event::Failed {
-                    device: device_index,
-                    registers,
-                    error,
-                });
-                if transport {
-                    self.failed(device_index);
-                } else {
-                    self.answered(device_index);
+            Err(error) if !error.is_transport() => {
+                // The device is there and says no: reported once per read until it reads.
+                if !self.slots[index].refused {
+                    self.slots[index].refused = true;
+                    self.report(index, error);
                 }
+                self.answered(device_index);
             }
+            Err(error) => self.failed(index, error),
         }
+    }
+
+    /// Says that a read failed: the log line and the event for `bridge/error`.
+    fn report(&self, index: usize, error: BusError) {
+        let request = &self.slots[index].request;
+        let device = &self.devices[request.device];
+        let names: Vec<&str> = request
+            .registers
+            .iter()
+            .map(|r| device.registers[*r].name.as_str())
+            .collect();
+        tracing::warn!(
+            device = %device.name,
+            registers = %names.join(","),
+            table = request.read.table.name(),
+            address = request.read.address,
+            count = request.read.count,
+            %error,
+            "read failed; said once until it reads again"
+        );
+        self.emit(Event::Failed {
+            device: request.device,
+            registers: request.registers.clone(),
+            error,
+        });
     }
 
     fn answered(&mut self, device: usize) {
         let health = &mut self.health[device];
         health.failures = 0;
+        if let Some(episode) = health.episode.take() {
+            tracing::info!(
+                device = %self.devices[device].name,
+                failed_attempts = episode.attempts,
+                failing_for = %humantime::format_duration(Duration::from_millis(
+                    u64::try_from(episode.since.elapsed().as_millis()).unwrap_or(u64::MAX)
+                )),
+                "device answers again"
+            );
+        }
+        if health.probe_backoff.take().is_some() {
+            let now = Instant::now();
+            for slot in self.slots.iter_mut().filter(|s| s.request.device == device) {
+                slot.parked = false;
+                slot.due = slot.due.min(now);
+            }
+        }
         if health.online != Some(true) {
             health.online = Some(true);
             self.emit(Event::Availability {
@@ -236,15 +312,73 @@ impl Scheduler {
         }
     }
 
-    fn failed(&mut self, device: usize) {
+    fn failed(&mut self, index: usize, error: BusError) {
+        let device = self.slots[index].request.device;
         let health = &mut self.health[device];
         health.failures += 1;
-        if health.failures >= self.offline_after && health.online != Some(false) {
+        let episode = health.episode.get_or_insert_with(|| Episode {
+            since: Instant::now(),
+            attempts: 0,
+            kinds: Vec::new(),
+        });
+        episode.attempts += 1;
+        let kind = error.kind();
+        let first_of_kind = !episode.kinds.contains(&kind);
+        if first_of_kind {
+            episode.kinds.push(kind);
+        }
+        let went_offline = health.failures >= self.offline_after && health.online != Some(false);
+        if went_offline {
             health.online = Some(false);
+        }
+        let silent = !matches!(error, BusError::PortDown(_) | BusError::Stopped);
+        if health.online == Some(false) && silent {
+            self.probe_later(index);
+        }
+        // The port says for itself that it is gone; its devices need not each say it.
+        if first_of_kind && silent {
+            self.report(index, error);
+        } else {
+            tracing::debug!(device = %self.devices[device].name, %error, "read failed again");
+        }
+        if went_offline {
             self.emit(Event::Availability {
                 device,
                 online: false,
             });
+        }
+    }
+
+    /// Parks the reads of an offline device but one, which probes it after a pause that
+    /// grows with every failed probe.
+    fn probe_later(&mut self, index: usize) {
+        let device = self.slots[index].request.device;
+        let probe = self
+            .slots
+            .iter()
+            .position(|s| s.request.device == device)
+            .unwrap_or(index);
+        let health = &mut self.health[device];
+        let ceiling = self.offline_poll;
+        let backoff = match health.probe_backoff {
+            None => FIRST_PROBE.min(ceiling),
+            // Only a failed probe slows the pace, not reads still in flight when it began.
+            Some(b) if index == probe => (b * 2).min(ceiling),
+            Some(b) => b,
+        };
+        health.probe_backoff = Some(backoff);
+        let now = Instant::now();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.request.device != device {
+                continue;
+            }
+            if i == probe {
+                if index == probe || !slot.in_flight {
+                    slot.due = now + backoff;
+                }
+            } else {
+                slot.parked = true;
+            }
         }
     }
 

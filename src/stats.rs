@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 
 use crate::bus::BusError;
+use crate::bus::framing::Tally;
 use crate::config::Device;
 
 /// Counters of one unit over a period (`last_success` carries over).
@@ -19,7 +20,7 @@ pub struct UnitCounters {
     pub bad_frames: u64,
     pub exceptions: u64,
     pub port_errors: u64,
-    /// Bytes found on the line after its answer and thrown away before the next request.
+    /// Bytes that formed no frame, found while waiting for its answer or after it.
     pub noise_bytes: u64,
     pub answered: u64,
     pub response_total: Duration,
@@ -42,6 +43,10 @@ pub struct Snapshot {
     pub period: Duration,
     /// Line time taken by transactions and the silences before them.
     pub busy: Duration,
+    /// Line time spent waiting for answers that did not come.
+    pub timed_out: Duration,
+    /// What the line carried besides our requests and their answers.
+    pub skipped: Tally,
     pub units: BTreeMap<u8, UnitCounters>,
 }
 
@@ -82,6 +87,11 @@ impl Snapshot {
                 "utilisation": (self.utilisation() * 1000.0).round() / 1000.0,
                 "requests": self.units.values().map(|c| c.requests).sum::<u64>(),
                 "overruns": overruns,
+                "timeout_ms": ms(self.timed_out),
+                "noise_bytes": self.skipped.noise_bytes,
+                "foreign_frames": self.skipped.foreign_frames,
+                "late_answers": self.skipped.late_answers,
+                "echoes": self.skipped.echoes,
             },
             "devices": per_device,
         })
@@ -101,7 +111,21 @@ impl Snapshot {
 struct Period {
     since: Instant,
     busy: Duration,
+    timed_out: Duration,
+    skipped: Tally,
     units: BTreeMap<u8, UnitCounters>,
+}
+
+impl Period {
+    fn new() -> Period {
+        Period {
+            since: Instant::now(),
+            busy: Duration::ZERO,
+            timed_out: Duration::ZERO,
+            skipped: Tally::default(),
+            units: BTreeMap::new(),
+        }
+    }
 }
 
 /// Shared between the bus task (which records) and the bridge (which reports).
@@ -113,11 +137,7 @@ pub struct BusStats {
 impl Default for BusStats {
     fn default() -> Self {
         BusStats {
-            period: Mutex::new(Period {
-                since: Instant::now(),
-                busy: Duration::ZERO,
-                units: BTreeMap::new(),
-            }),
+            period: Mutex::new(Period::new()),
         }
     }
 }
@@ -147,36 +167,48 @@ impl BusStats {
                 counters.response_total += took;
                 counters.response_max = counters.response_max.max(took);
             }
-            Err(BusError::Timeout(_)) => counters.timeouts += 1,
+            Err(BusError::Timeout(_)) => {
+                counters.timeouts += 1;
+                period.timed_out += line;
+            }
             Err(BusError::BadFrame(_)) => counters.bad_frames += 1,
             Err(BusError::PortDown(_) | BusError::Stopped) => counters.port_errors += 1,
         }
     }
 
-    /// Garbage found on the line after `unit`'s transaction.
-    pub fn noise(&self, unit: u8, bytes: u64) {
-        self.lock().units.entry(unit).or_default().noise_bytes += bytes;
+    /// What was skipped during or after `unit`'s transaction.
+    pub fn tally(&self, unit: u8, tally: Tally) {
+        if tally == Tally::default() {
+            return;
+        }
+        let mut period = self.lock();
+        period.skipped += tally;
+        period.units.entry(unit).or_default().noise_bytes += tally.noise_bytes;
     }
 
     /// The period so far; starts the next one.
     pub fn take(&self) -> Snapshot {
         let mut period = self.lock();
-        let now = Instant::now();
-        let units = period.units.clone();
-        for counters in period.units.values_mut() {
-            *counters = UnitCounters {
-                last_success: counters.last_success,
-                ..UnitCounters::default()
-            };
+        let mut next = Period::new();
+        next.units = period
+            .units
+            .iter()
+            .map(|(unit, counters)| {
+                let carried = UnitCounters {
+                    last_success: counters.last_success,
+                    ..UnitCounters::default()
+                };
+                (*unit, carried)
+            })
+            .collect();
+        let ended = std::mem::replace(&mut *period, next);
+        Snapshot {
+            period: period.since - ended.since,
+            busy: ended.busy,
+            timed_out: ended.timed_out,
+            skipped: ended.skipped,
+            units: ended.units,
         }
-        let snapshot = Snapshot {
-            period: now - period.since,
-            busy: period.busy,
-            units,
-        };
-        period.since = now;
-        period.busy = Duration::ZERO;
-        snapshot
     }
 }
 
@@ -200,7 +232,14 @@ mod tests {
             )),
         );
         stats.record(11, ms(100), ms(100), Err(&BusError::BadFrame("crc".into())));
-        stats.noise(11, 6);
+        stats.tally(
+            11,
+            Tally {
+                noise_bytes: 6,
+                foreign_frames: 2,
+                ..Tally::default()
+            },
+        );
         let s = stats.take();
         let unit = &s.units[&10];
         assert_eq!(
@@ -212,6 +251,8 @@ mod tests {
         assert!(unit.last_success.is_some());
         assert_eq!((s.units[&11].bad_frames, s.units[&11].noise_bytes), (1, 6));
         assert_eq!(s.busy, ms(490));
+        assert_eq!(s.timed_out, ms(300));
+        assert_eq!((s.skipped.noise_bytes, s.skipped.foreign_frames), (6, 2));
         let next = stats.take();
         assert_eq!(next.units[&10].requests, 0);
         assert!(next.units[&10].last_success.is_some());

@@ -14,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 use crate::util::{DEADLINE, config_on, example, small_config, start_sim};
 
 /// A running bus task and scheduler for `config`, stopped when dropped.
-struct Gateway {
-    bus: BusHandle,
-    events: mpsc::UnboundedReceiver<Event>,
+pub struct Gateway {
+    pub bus: BusHandle,
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub stats: std::sync::Arc<rtu2mqtt::stats::BusStats>,
     shutdown: CancellationToken,
 }
 
@@ -26,9 +27,10 @@ impl Drop for Gateway {
     }
 }
 
-fn start_gateway(config: &Config) -> Gateway {
+pub fn start_gateway(config: &Config) -> Gateway {
     let shutdown = CancellationToken::new();
-    let (handle, task) = bus::bus(config.bus.clone());
+    let (handle, task) = bus::bus(config);
+    let stats = task.stats();
     tokio::spawn(task.run(shutdown.clone()));
     let (tx, events) = mpsc::unbounded_channel();
     let scheduler = Scheduler::new(config, handle.clone(), tx);
@@ -36,12 +38,13 @@ fn start_gateway(config: &Config) -> Gateway {
     Gateway {
         bus: handle,
         events,
+        stats,
         shutdown,
     }
 }
 
 /// Collects formatted values per (device, register name) until `done` says enough.
-async fn collect_until(
+pub async fn collect_until(
     gateway: &mut Gateway,
     config: &Config,
     done: impl Fn(&HashMap<(usize, String), Vec<String>>, &[Event]) -> bool,
@@ -224,20 +227,12 @@ async fn absent_unit_times_out_without_holding_up_the_others() {
         device: 0,
         online: true
     }));
-    let timeouts = events
+    // Said once, not once per failed read.
+    let failures = events
         .iter()
-        .filter(|e| {
-            matches!(
-                e,
-                Event::Failed {
-                    device: 1,
-                    error: BusError::Timeout(_),
-                    ..
-                }
-            )
-        })
+        .filter(|e| matches!(e, Event::Failed { device: 1, .. }))
         .count();
-    assert!(timeouts >= 2);
+    assert_eq!(failures, 1, "{events:?}");
     // Unit 1 never went offline while unit 11 did.
     assert!(!events.contains(&Event::Availability {
         device: 0,
@@ -318,7 +313,8 @@ async fn exceptions_and_transport_failures_stay_distinct() {
         .await
         .unwrap();
     assert!(matches!(silent, Err(BusError::Timeout(_))), "{silent:?}");
-    // A late answer lands during the next transaction; it must not pass for its answer.
+    // A late answer lands during the next transaction; it must not pass for its answer:
+    // the next write (same answer shape) waits for it, claims it, then goes out.
     sim.sim
         .set_fault(10, Some(Fault::Late(Duration::from_millis(400))));
     let late = timeout(DEADLINE, gateway.bus.write(write(4)))
@@ -326,13 +322,11 @@ async fn exceptions_and_transport_failures_stay_distinct() {
         .unwrap();
     assert!(matches!(late, Err(BusError::Timeout(_))), "{late:?}");
     sim.sim.set_fault(10, None);
-    let confused = timeout(DEADLINE, gateway.bus.write(write(5)))
+    timeout(DEADLINE, gateway.bus.write(write(5)))
         .await
+        .unwrap()
         .unwrap();
-    assert!(
-        matches!(confused, Err(BusError::BadFrame(_))),
-        "{confused:?}"
-    );
+    assert_eq!(sim.sim.holding(10, 2), Some(5));
     sim.sim.set_fault(10, Some(Fault::Noise));
     timeout(DEADLINE, gateway.bus.write(write(5)))
         .await

@@ -3,6 +3,7 @@
 mod bus;
 mod cli;
 mod faults;
+mod lines;
 mod mqtt;
 mod systemd;
 mod util;

@@ -1,26 +1,26 @@
 //! The bus: the one task that owns the serial port and runs Modbus transactions on it, one
 //! at a time. Others talk to it through a [`BusHandle`]; commands (writes and their
-//! read-backs) go before any poll still waiting. Each transaction keeps the inter-frame silence, has a timeout and retries,
-//! and ends in data, an exception (the device said no) or a transport failure (the line
-//! did not deliver an answer) — never in a stuck bus.
+//! read-backs) go before any poll still waiting, and a request that an overdue answer
+//! could be mistaken for waits while others go ahead. Each transaction ends in data, an
+//! exception (the device said no) or a transport failure (the line did not deliver an
+//! answer) — never in a stuck bus.
 
+pub mod framing;
+mod link;
 mod port;
 
-use std::borrow::Cow;
-use std::io;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_modbus::client::{Client, Context};
-use tokio_modbus::slave::SlaveContext;
-use tokio_modbus::{ExceptionCode, Request, Response, Slave};
+use tokio_modbus::{ExceptionCode, Request};
 use tokio_util::sync::CancellationToken;
 
-use port::{Port, PortState};
+pub use link::Link;
 
-use crate::config::{Bus, UnitId};
+use crate::config::{Bus, Config, Timing, UnitId};
 use crate::plan::ReadRequest;
 use crate::stats::BusStats;
 
@@ -94,190 +94,15 @@ impl BusError {
     pub fn is_transport(&self) -> bool {
         !matches!(self, BusError::Exception(_))
     }
-}
 
-/// After a timeout the next request waits this long (or the timeout, if shorter), so that
-/// a late answer lands before the receive buffer is flushed rather than in the middle of
-/// the next transaction.
-const LATE_ANSWER_GUARD: Duration = Duration::from_millis(50);
-
-/// An open port with a Modbus client on it.
-pub struct Link {
-    client: Context,
-    port: Arc<PortState>,
-    settings: Bus,
-    stats: Arc<BusStats>,
-    last_frame_end: Instant,
-    /// The unit of the last transaction, and whether it ended in a timeout.
-    last: Option<(u8, bool)>,
-}
-
-impl std::fmt::Debug for Link {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link")
-            .field("port", &self.settings.port)
-            .finish()
-    }
-}
-
-impl Link {
-    /// Opens the port; transactions are counted in `stats`.
-    pub fn open(settings: &Bus, stats: Arc<BusStats>) -> io::Result<Link> {
-        let (port, state) = Port::open(&settings.port, &settings.line)?;
-        Ok(Link {
-            client: tokio_modbus::client::rtu::attach(port),
-            port: state,
-            settings: settings.clone(),
-            stats,
-            last_frame_end: Instant::now(),
-            last: None,
-        })
-    }
-
-    pub async fn read(&mut self, read: &ReadRequest) -> Result<ReadData, BusError> {
-        let (address, count) = (read.address, read.count);
-        let request = match read.table {
-            crate::config::Table::Coil => Request::ReadCoils(address, count),
-            crate::config::Table::Discrete => Request::ReadDiscreteInputs(address, count),
-            crate::config::Table::Holding => Request::ReadHoldingRegisters(address, count),
-            crate::config::Table::Input => Request::ReadInputRegisters(address, count),
-        };
-        let count = usize::from(count);
-        match self.transact(read.unit, request).await? {
-            Response::ReadCoils(mut bits) | Response::ReadDiscreteInputs(mut bits) => {
-                bits.truncate(count);
-                Ok(ReadData::Bits(bits))
-            }
-            Response::ReadHoldingRegisters(words) | Response::ReadInputRegisters(words)
-                if words.len() == count =>
-            {
-                Ok(ReadData::Words(words))
-            }
-            other => Err(BusError::BadFrame(format!(
-                "answer does not match the read: {other:?}"
-            ))),
+    /// The kind, as `bridge/stats` counts it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BusError::Exception(_) => "exception",
+            BusError::Timeout(_) => "timeout",
+            BusError::BadFrame(_) => "bad_frame",
+            BusError::PortDown(_) | BusError::Stopped => "port",
         }
-    }
-
-    pub async fn write(&mut self, write: &WriteRequest) -> Result<(), BusError> {
-        let address = write.address;
-        let (request, echo) = match &write.data {
-            WriteData::Coil(on) => (
-                Request::WriteSingleCoil(address, *on),
-                Response::WriteSingleCoil(address, *on),
-            ),
-            WriteData::Register(word) => (
-                Request::WriteSingleRegister(address, *word),
-                Response::WriteSingleRegister(address, *word),
-            ),
-            WriteData::Registers(words) => (
-                Request::WriteMultipleRegisters(address, Cow::Borrowed(words.as_slice())),
-                // At most 123 words fit one request.
-                Response::WriteMultipleRegisters(address, words.len() as u16),
-            ),
-        };
-        // A stray answer to an earlier request (a late slave) must not pass for this one.
-        match self.transact(write.unit, request).await? {
-            answer if answer == echo => Ok(()),
-            other => Err(BusError::BadFrame(format!(
-                "answer does not match the write: {other:?}"
-            ))),
-        }
-    }
-
-    /// When the line may carry the next request: the inter-frame silence and frame gap
-    /// after the last frame, and after a timeout the late-answer guard.
-    fn quiet_at(&self) -> Instant {
-        let silence = self.settings.line.frame_silence() + self.settings.frame_gap;
-        let guard = match self.last {
-            Some((_, true)) => LATE_ANSWER_GUARD.min(self.settings.timeout),
-            _ => Duration::ZERO,
-        };
-        self.last_frame_end + silence.max(guard)
-    }
-
-    /// One request with silence before it, a timeout, and retries on transport failures.
-    async fn transact(&mut self, unit: UnitId, request: Request<'_>) -> Result<Response, BusError> {
-        self.client.set_slave(Slave(unit.get()));
-        let mut attempt = 0;
-        loop {
-            let result = self.attempt(unit.get(), request.clone()).await;
-            match result {
-                Err(ref error @ (BusError::Timeout(_) | BusError::BadFrame(_)))
-                    if attempt < self.settings.retries =>
-                {
-                    attempt += 1;
-                    tracing::debug!(unit = unit.get(), attempt, %error, "retrying");
-                }
-                result => return result,
-            }
-        }
-    }
-
-    async fn attempt(&mut self, unit: u8, request: Request<'_>) -> Result<Response, BusError> {
-        // The response timeout runs from the end of the request, which is still on the
-        // line when the call starts.
-        let sending = self.settings.line.chars(f64::from(request_bytes(&request)));
-        let timeout = self.settings.timeout + sending;
-        let silence = self.settings.line.frame_silence() + self.settings.frame_gap;
-        let quiet = self.quiet_at();
-        // Registering a timer costs a wake-up even when it has already expired.
-        if Instant::now() < quiet {
-            tokio::time::sleep_until(quiet).await;
-        }
-        self.port.flush_before_next_write();
-        let (received_before, discarded_before) = (self.port.received(), self.port.discarded());
-        let started = Instant::now();
-        let result = tokio::time::timeout(timeout, self.client.call(request)).await;
-        self.last_frame_end = Instant::now();
-        let result = self.classify(result, received_before);
-        let took = self.last_frame_end - started;
-        let noise = self.port.discarded() - discarded_before;
-        if let (Some((previous, _)), true) = (self.last, noise > 0) {
-            self.stats.noise(previous, noise);
-        }
-        self.stats
-            .record(unit, took, took + silence, result.as_ref().map(drop));
-        self.last = Some((unit, matches!(result, Err(BusError::Timeout(_)))));
-        tracing::trace!(unit, ?took, ok = result.is_ok(), "transaction");
-        result
-    }
-
-    fn classify(
-        &self,
-        result: Result<tokio_modbus::Result<Response>, tokio::time::error::Elapsed>,
-        received_before: u64,
-    ) -> Result<Response, BusError> {
-        let timeout = self.settings.timeout;
-        match result {
-            Ok(Ok(Ok(response))) => Ok(response),
-            Ok(Ok(Err(exception))) => Err(BusError::Exception(exception)),
-            Ok(Err(tokio_modbus::Error::Protocol(e))) => Err(BusError::BadFrame(e.to_string())),
-            Ok(Err(tokio_modbus::Error::Transport(e))) => Err(classify_io(&e, timeout)),
-            Err(_elapsed) if self.port.received() > received_before => Err(BusError::BadFrame(
-                "no valid frame within the timeout (bad CRC or noise)".to_owned(),
-            )),
-            Err(_elapsed) => Err(BusError::Timeout(timeout)),
-        }
-    }
-}
-
-/// Bytes of a request frame: unit, function, fields, CRC.
-fn request_bytes(request: &Request<'_>) -> u32 {
-    let frame = |fields: usize| u32::try_from(4 + fields).unwrap_or(u32::MAX);
-    match request {
-        Request::WriteMultipleRegisters(_, words) => frame(5 + 2 * words.len()),
-        Request::WriteMultipleCoils(_, coils) => frame(5 + coils.len().div_ceil(8)),
-        _ => frame(4),
-    }
-}
-
-/// Decoding errors are the line's noise; anything else means the port itself failed.
-fn classify_io(e: &io::Error, timeout: Duration) -> BusError {
-    match e.kind() {
-        io::ErrorKind::InvalidData => BusError::BadFrame(e.to_string()),
-        io::ErrorKind::TimedOut => BusError::Timeout(timeout),
-        _ => BusError::PortDown(e.to_string()),
     }
 }
 
@@ -286,7 +111,8 @@ type Reply<T> = oneshot::Sender<Result<T, BusError>>;
 /// A transaction and where its result goes.
 #[derive(Debug)]
 enum Job {
-    Read(ReadRequest, Reply<ReadData>),
+    /// A read, and whether it only probes an offline device (tried once, no retries).
+    Read(ReadRequest, Reply<ReadData>, bool),
     Write(WriteRequest, Reply<()>),
 }
 
@@ -313,12 +139,18 @@ impl BusHandle {
 
     /// A poll: waits behind commands and earlier polls.
     pub async fn read(&self, read: ReadRequest) -> Result<ReadData, BusError> {
-        Self::submit(&self.polls, |reply| Job::Read(read, reply)).await
+        Self::submit(&self.polls, |reply| Job::Read(read, reply, false)).await
+    }
+
+    /// A poll that asks an offline device whether it is back: tried once, without
+    /// retries, so that a dead device costs one timeout per probe.
+    pub async fn probe(&self, read: ReadRequest) -> Result<ReadData, BusError> {
+        Self::submit(&self.polls, |reply| Job::Read(read, reply, true)).await
     }
 
     /// A read on behalf of a command (the read-back after a write): goes before polls.
     pub async fn read_now(&self, read: ReadRequest) -> Result<ReadData, BusError> {
-        Self::submit(&self.commands, |reply| Job::Read(read, reply)).await
+        Self::submit(&self.commands, |reply| Job::Read(read, reply, false)).await
     }
 
     /// A write: goes before any poll still waiting.
@@ -327,14 +159,41 @@ impl BusHandle {
     }
 }
 
+impl Job {
+    fn unit(&self) -> UnitId {
+        match self {
+            Job::Read(read, ..) => read.unit,
+            Job::Write(write, _) => write.unit,
+        }
+    }
+
+    fn request(&self) -> Request<'_> {
+        match self {
+            Job::Read(read, ..) => link::read_request(read),
+            Job::Write(write, _) => link::write_request(write).0,
+        }
+    }
+}
+
+/// Whether the port is open, for readiness and for `bridge/error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortStatus {
+    /// Not tried yet.
+    Starting,
+    Open,
+    /// It failed or cannot be opened; tried again every [`REOPEN_MAX`] at the latest.
+    Down(String),
+}
+
 /// The bus task before it runs.
 #[derive(Debug)]
 pub struct BusTask {
     settings: Bus,
+    timings: HashMap<UnitId, Timing>,
     commands: mpsc::Receiver<Job>,
     polls: mpsc::Receiver<Job>,
     stats: Arc<BusStats>,
-    port_open: watch::Sender<bool>,
+    port_status: watch::Sender<PortStatus>,
 }
 
 /// Commands waiting at once; more wait for room in the queue.
@@ -342,12 +201,14 @@ const COMMAND_QUEUE: usize = 32;
 /// Polls waiting at once. The scheduler never queues a read twice, so a plan longer than
 /// this only makes some reads wait for room, in order.
 const POLL_QUEUE: usize = 64;
-/// First wait before reopening a failed port; doubles up to [`REOPEN_MAX`].
-const REOPEN_FIRST: Duration = Duration::from_millis(500);
-const REOPEN_MAX: Duration = Duration::from_secs(30);
+/// First wait before reopening a failed port; doubles up to [`REOPEN_MAX`]. Opening a path
+/// that is not there costs nothing, and values must flow within seconds of an adapter
+/// coming back (SPEC "Hard lines").
+const REOPEN_FIRST: Duration = Duration::from_millis(250);
+const REOPEN_MAX: Duration = Duration::from_secs(1);
 
-/// Creates the bus.
-pub fn bus(settings: Bus) -> (BusHandle, BusTask) {
+/// Creates the bus for `config`'s line and devices.
+pub fn bus(config: &Config) -> (BusHandle, BusTask) {
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (poll_tx, poll_rx) = mpsc::channel(POLL_QUEUE);
     (
@@ -356,77 +217,123 @@ pub fn bus(settings: Bus) -> (BusHandle, BusTask) {
             polls: poll_tx,
         },
         BusTask {
-            settings,
+            settings: config.bus.clone(),
+            timings: config.devices.iter().map(|d| (d.unit, d.timing)).collect(),
             commands: command_rx,
             polls: poll_rx,
             stats: Arc::default(),
-            port_open: watch::Sender::new(false),
+            port_status: watch::Sender::new(PortStatus::Starting),
         },
     )
+}
+
+/// An outage of the port: since when, and how many opens failed.
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    attempts: u32,
 }
 
 /// The port, open or waiting to be reopened.
 struct Line {
     settings: Bus,
+    timings: HashMap<UnitId, Timing>,
     stats: Arc<BusStats>,
     link: Option<Link>,
     reopen_at: Instant,
     backoff: Duration,
-    last_error: String,
-    port_open: watch::Sender<bool>,
+    outage: Option<Outage>,
+    port_status: watch::Sender<PortStatus>,
 }
 
 impl Line {
-    fn link(&mut self) -> Result<&mut Link, BusError> {
-        if self.link.is_none() {
-            if Instant::now() < self.reopen_at {
-                return Err(BusError::PortDown(self.last_error.clone()));
-            }
-            tracing::debug!(port = %self.settings.port, "opening the serial port");
-            match Link::open(&self.settings, Arc::clone(&self.stats)) {
-                Ok(link) => {
-                    tracing::info!(port = %self.settings.port, line = %self.settings.line.describe(), "serial port open");
-                    self.link = Some(link);
-                    self.backoff = REOPEN_FIRST;
-                    self.port_open.send_replace(true);
-                }
-                Err(e) => {
-                    self.close_for_a_while(format!("{}: {e}", self.settings.port));
-                    return Err(BusError::PortDown(self.last_error.clone()));
-                }
-            }
-        }
-        self.link
-            .as_mut()
-            .ok_or_else(|| BusError::PortDown(self.last_error.clone()))
+    fn timing(&self, unit: UnitId) -> Timing {
+        self.timings
+            .get(&unit)
+            .copied()
+            .unwrap_or(self.settings.timing)
     }
 
-    /// Closes the port at once (a dead adapter held open keeps its device name taken) and
-    /// tries again after a back-off.
-    fn close_for_a_while(&mut self, error: String) {
-        if self.link.take().is_some() {
-            tracing::warn!(port = %self.settings.port, %error, "serial port failed: closed, reopening with back-off");
-            self.port_open.send_replace(false);
-        } else if self.last_error != error {
-            tracing::warn!(port = %self.settings.port, %error, retry_in = ?self.backoff, "cannot open the serial port");
+    /// Opens the port if it is closed and its back-off has passed.
+    fn open(&mut self) {
+        if self.link.is_some() || Instant::now() < self.reopen_at {
+            return;
         }
-        self.last_error = error;
+        match Link::open(&self.settings, Arc::clone(&self.stats)) {
+            Ok(link) => {
+                match self.outage.take() {
+                    Some(outage) => tracing::info!(
+                        port = %self.settings.port,
+                        failed_attempts = outage.attempts,
+                        down_for = %humantime::format_duration(round_ms(outage.since.elapsed())),
+                        "serial port open again"
+                    ),
+                    None => {
+                        tracing::info!(port = %self.settings.port, line = %self.settings.line.describe(), "serial port open")
+                    }
+                }
+                self.link = Some(link);
+                self.backoff = REOPEN_FIRST;
+                self.port_status.send_replace(PortStatus::Open);
+            }
+            Err(e) => self.failed(format!("{}: {e}", self.settings.port)),
+        }
+    }
+
+    /// Closes the port at once (a vanished adapter held open keeps its device name taken)
+    /// and tries again after a back-off. Said once per outage; attempts at debug level.
+    fn failed(&mut self, error: String) {
+        self.link = None;
+        match &mut self.outage {
+            Some(outage) => {
+                outage.attempts += 1;
+                tracing::debug!(port = %self.settings.port, %error, attempts = outage.attempts, "serial port still unavailable");
+            }
+            None => {
+                tracing::warn!(port = %self.settings.port, %error, "serial port unavailable: devices on it are offline until it is back; retrying every second");
+                self.outage = Some(Outage {
+                    since: Instant::now(),
+                    attempts: 1,
+                });
+            }
+        }
+        self.port_status.send_replace(PortStatus::Down(error));
         self.reopen_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(REOPEN_MAX);
     }
 
+    fn down_error(&self) -> BusError {
+        match &*self.port_status.borrow() {
+            PortStatus::Down(e) => BusError::PortDown(e.clone()),
+            _ => BusError::PortDown("not open".to_owned()),
+        }
+    }
+
+    /// Until when `job` must wait for an overdue answer it could be mistaken for.
+    fn held_until(&mut self, job: &Job) -> Option<Instant> {
+        let link = self.link.as_mut()?;
+        link.held_until(job.unit(), &job.request())
+    }
+
     async fn execute(&mut self, job: Job) {
+        let timing = self.timing(job.unit());
+        let retries = self.settings.retries;
         // A caller that gave up waiting is no reason to stop.
         match job {
-            Job::Read(read, reply) => {
+            Job::Read(read, reply, probe) => {
+                let retries = if probe { 0 } else { retries };
                 let result = self
-                    .run(read.unit, async |link| link.read(&read).await)
+                    .run(read.unit, async |link| {
+                        link.read(&read, timing, retries).await
+                    })
                     .await;
                 let _ = reply.send(result);
             }
             Job::Write(write, reply) => {
                 let result = self
-                    .run(write.unit, async |link| link.write(&write).await)
+                    .run(write.unit, async |link| {
+                        link.write(&write, timing, retries).await
+                    })
                     .await;
                 let _ = reply.send(result);
             }
@@ -439,19 +346,79 @@ impl Line {
         unit: UnitId,
         transaction: impl AsyncFnOnce(&mut Link) -> Result<T, BusError>,
     ) -> Result<T, BusError> {
-        let link = match self.link() {
-            Ok(link) => link,
-            Err(e) => {
-                self.stats
-                    .record(unit.get(), Duration::ZERO, Duration::ZERO, Err(&e));
-                return Err(e);
-            }
+        self.open();
+        let Some(link) = self.link.as_mut() else {
+            let error = self.down_error();
+            self.stats
+                .record(unit.get(), Duration::ZERO, Duration::ZERO, Err(&error));
+            return Err(error);
         };
         let result = transaction(link).await;
         if let Err(BusError::PortDown(e)) = &result {
-            self.close_for_a_while(e.clone());
+            self.failed(e.clone());
         }
         result
+    }
+
+    /// When the line may next carry a request to a device with the bus's own timing.
+    fn quiet_at(&self) -> Option<Instant> {
+        self.link
+            .as_ref()
+            .map(|link| link.quiet_at(self.settings.timing))
+            .filter(|quiet| *quiet > Instant::now())
+    }
+
+    /// Waits for the port to reopen, or for bytes while answers are overdue.
+    async fn idle(&mut self) {
+        match self.link.as_mut() {
+            None => {
+                tokio::time::sleep_until(self.reopen_at).await;
+                self.open();
+            }
+            Some(link) => match link.overdue_expiry() {
+                Some(expiry) => {
+                    let result = tokio::select! {
+                        () = tokio::time::sleep_until(expiry) => Ok(()),
+                        result = link.listen() => result,
+                    };
+                    if let Err(BusError::PortDown(e)) = result {
+                        self.failed(e);
+                    }
+                }
+                None => std::future::pending().await,
+            },
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Jobs taken from the queues, in order: commands first.
+#[derive(Debug, Default)]
+struct Waiting {
+    commands: VecDeque<Job>,
+    polls: VecDeque<Job>,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.commands.is_empty() && self.polls.is_empty()
+    }
+
+    /// The first job that may go now (commands first), or until when all must wait.
+    fn next(&mut self, line: &mut Line) -> Result<Job, Option<Instant>> {
+        let mut until: Option<Instant> = None;
+        for queue in [&mut self.commands, &mut self.polls] {
+            for index in 0..queue.len() {
+                match line.held_until(&queue[index]) {
+                    None => return queue.remove(index).ok_or(None),
+                    Some(held) => until = Some(until.map_or(held, |u| u.min(held))),
+                }
+            }
+        }
+        Err(until)
     }
 }
 
@@ -461,49 +428,98 @@ impl BusTask {
         Arc::clone(&self.stats)
     }
 
-    /// Whether the serial port is open right now.
-    pub fn port_open(&self) -> watch::Receiver<bool> {
-        self.port_open.subscribe()
+    /// Whether the port is open right now.
+    pub fn port_status(&self) -> watch::Receiver<PortStatus> {
+        self.port_status.subscribe()
     }
 
-    /// Runs transactions until `shutdown` fires or every handle is gone. Under systemd's
-    /// watchdog it also pings the watchdog between transactions: a stuck bus gets restarted.
+    /// Runs transactions until `shutdown` fires or every handle is gone.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut line = Line {
             settings: self.settings.clone(),
+            timings: std::mem::take(&mut self.timings),
             stats: Arc::clone(&self.stats),
             link: None,
             reopen_at: Instant::now(),
             backoff: REOPEN_FIRST,
-            last_error: String::new(),
-            port_open: self.port_open.clone(),
+            outage: None,
+            port_status: self.port_status.clone(),
         };
-        let watchdog = sd_notify::watchdog_enabled();
-        let mut ping = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
+        line.open();
+        let mut waiting = Waiting::default();
+        let mut watchdog = Watchdog::from_env();
         loop {
+            watchdog.pet();
             // The next job is chosen when the line is free to carry it, not before: a
             // command queued during the silence still goes ahead of waiting polls.
-            if let Some(quiet) = line
-                .link
-                .as_ref()
-                .map(Link::quiet_at)
-                .filter(|q| *q > Instant::now())
-            {
+            if let Some(quiet) = line.quiet_at() {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep_until(quiet) => {}
                 }
             }
+            while let Ok(job) = self.commands.try_recv() {
+                waiting.commands.push_back(job);
+            }
+            while let Ok(job) = self.polls.try_recv() {
+                waiting.polls.push_back(job);
+            }
+            let held_until = match waiting.next(&mut line) {
+                Ok(job) => {
+                    line.execute(job).await;
+                    continue;
+                }
+                Err(until) => until,
+            };
+            if waiting.is_empty() && self.commands.is_closed() && self.polls.is_closed() {
+                break;
+            }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                _ = ping.tick(), if watchdog.is_some() => {
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                }
-                Some(job) = self.commands.recv() => line.execute(job).await,
-                Some(job) = self.polls.recv() => line.execute(job).await,
-                else => break,
+                () = sleep_until(watchdog.next()) => {}
+                Some(job) = self.commands.recv() => waiting.commands.push_back(job),
+                Some(job) = self.polls.recv() => waiting.polls.push_back(job),
+                () = sleep_until(held_until) => {}
+                () = line.idle() => {}
             }
         }
+    }
+}
+
+/// systemd's watchdog, when the unit has one: petted between transactions, so a stuck bus
+/// gets the daemon restarted.
+#[derive(Debug)]
+struct Watchdog {
+    every: Option<Duration>,
+    next: Instant,
+}
+
+impl Watchdog {
+    fn from_env() -> Watchdog {
+        Watchdog {
+            every: sd_notify::watchdog_enabled().map(|timeout| timeout / 2),
+            next: Instant::now(),
+        }
+    }
+
+    fn pet(&mut self) {
+        if let Some(every) = self.every
+            && Instant::now() >= self.next
+        {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            self.next = Instant::now() + every;
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.every.map(|_| self.next)
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

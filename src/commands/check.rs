@@ -21,7 +21,7 @@ fn ms(d: Duration) -> String {
 /// The plan, device by device, with bytes and line time per read and per cycle.
 pub fn report(config: &Config) -> String {
     let line = &config.bus.line;
-    let gap = config.bus.frame_gap;
+    let gap = config.bus.timing.frame_gap;
     let mut out = String::new();
     let _ = writeln!(out, "{}: OK", config.source.display());
     let _ = writeln!(
@@ -71,7 +71,7 @@ pub fn report(config: &Config) -> String {
                     "registers"
                 },
                 r.read.frame_bytes(),
-                ms(r.read.line_time(line) + gap),
+                ms(r.line_time(line)),
                 names.join(", ")
             );
         }
@@ -80,7 +80,7 @@ pub fn report(config: &Config) -> String {
             out,
             "  one cycle: {} bytes, {} of line time",
             bytes,
-            ms(plan::cycle_time(reads.iter().copied(), line, gap))
+            ms(plan::cycle_time(reads.iter().copied(), line))
         );
     }
     let bytes: u32 = all.iter().map(|r| r.read.frame_bytes()).sum();
@@ -90,8 +90,8 @@ pub fn report(config: &Config) -> String {
         all.len(),
         if all.len() == 1 { "" } else { "s" },
         bytes,
-        ms(plan::cycle_time(&all, line, gap)),
-        plan::utilisation(&all, line, gap) * 100.0
+        ms(plan::cycle_time(&all, line)),
+        plan::utilisation(&all, line) * 100.0
     );
     out
 }

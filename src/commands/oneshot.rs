@@ -1,26 +1,33 @@
 //! `rtu2mqtt read` and `rtu2mqtt write`: one transaction, for checking the wiring.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
 use crate::bus::{Link, WriteData, WriteRequest};
 use crate::cli::{LineArgs, ReadArgs, WriteArgs};
 use crate::codec::Codec;
-use crate::config::{Bus, Table, UnitId};
+use crate::config::{Bus, Table, Timing, UnitId};
 use crate::plan::ReadRequest;
 
-fn open(args: &LineArgs) -> anyhow::Result<Link> {
+fn open(args: &LineArgs) -> anyhow::Result<(Link, Timing)> {
+    let timing = Timing {
+        timeout: args.timeout,
+        frame_gap: Duration::ZERO,
+    };
     let bus = Bus {
         port: args.port.clone(),
         line: args.line(),
-        timeout: args.timeout,
+        timing,
         retries: 0,
-        frame_gap: std::time::Duration::ZERO,
         offline_after: 1,
+        offline_poll: Duration::ZERO,
+        echo: args.echo,
     };
-    Link::open(&bus, std::sync::Arc::default())
-        .with_context(|| format!("cannot open {}", args.port))
+    let link = Link::open(&bus, std::sync::Arc::default())
+        .with_context(|| format!("cannot open {}", args.port))?;
+    Ok((link, timing))
 }
 
 fn codec(args: &LineArgs) -> Codec {
@@ -57,7 +64,8 @@ pub async fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
         address: line.address,
         count,
     };
-    let data = open(line)?.read(&request).await.with_context(|| {
+    let (mut link, timing) = open(line)?;
+    let data = link.read(&request, timing, 0).await.with_context(|| {
         format!(
             "reading {} {} of unit {}",
             line.table.name(),
@@ -101,7 +109,8 @@ pub async fn write(args: WriteArgs) -> anyhow::Result<ExitCode> {
         address: line.address,
         data,
     };
-    open(line)?.write(&request).await.with_context(|| {
+    let (mut link, timing) = open(line)?;
+    link.write(&request, timing, 0).await.with_context(|| {
         format!(
             "writing {} {} of unit {}",
             line.table.name(),

@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use crate::codec::{Codec, Value, ValueType};
 pub use model::*;
-use raw::{RawBus, RawConfig, RawDevice, RawMqtt, RawRegister, RawTable, SimValue};
+use raw::{RawBus, RawConfig, RawDevice, RawEcho, RawMqtt, RawRegister, RawTable, SimValue};
 
 /// The example config of the reference device, also what `demo` runs.
 pub const EXAMPLE: &str = include_str!("../../configs/example.toml");
@@ -122,6 +122,11 @@ struct Validator<'a> {
 
 const DEFAULT_POLL: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_GAP: u16 = 16;
+const DEFAULT_TIMING: Timing = Timing {
+    timeout: Duration::from_millis(300),
+    frame_gap: Duration::ZERO,
+};
+const DEFAULT_OFFLINE_POLL: Duration = Duration::from_secs(60);
 
 impl Validator<'_> {
     fn problem(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
@@ -169,6 +174,21 @@ impl Validator<'_> {
         }
     }
 
+    /// `timeout` and `frame_gap`, each falling back to `default`'s.
+    fn timing(
+        &mut self,
+        timeout: Option<&Spanned<String>>,
+        frame_gap: Option<&Spanned<String>>,
+        default: Timing,
+    ) -> Timing {
+        Timing {
+            timeout: self.positive_duration(timeout, "timeout", default.timeout),
+            frame_gap: self
+                .duration(frame_gap, "frame_gap")
+                .unwrap_or(default.frame_gap),
+        }
+    }
+
     fn name(&mut self, name: &Spanned<String>, key: &str) {
         let n = name.get_ref();
         if n.is_empty() || n.contains(['/', '+', '#']) || n.chars().any(char::is_whitespace) {
@@ -201,7 +221,7 @@ impl Validator<'_> {
         for raw_device in raw.devices {
             let name = raw_device.get_ref().name.clone();
             let unit = raw_device.get_ref().unit.clone();
-            if let Some(device) = self.device(raw_device.into_inner()) {
+            if let Some(device) = self.device(raw_device.into_inner(), bus.timing) {
                 if !names.insert(device.name.clone()) {
                     self.problem(name.span(), "name", "another device already has this name");
                 }
@@ -345,6 +365,22 @@ impl Validator<'_> {
             Some(o) => o.into_inner(),
             None => 3,
         };
+        let echo = match raw.echo {
+            None => Echo::Auto,
+            Some(e) => match e.get_ref() {
+                RawEcho::Fixed(true) => Echo::On,
+                RawEcho::Fixed(false) => Echo::Off,
+                RawEcho::Word(word) if word == "auto" => Echo::Auto,
+                RawEcho::Word(word) => {
+                    self.problem(
+                        e.span(),
+                        "echo",
+                        format!("{word:?} is not \"auto\", true or false"),
+                    );
+                    Echo::Auto
+                }
+            },
+        };
         Bus {
             port: raw.port.into_inner(),
             line: LineSettings {
@@ -353,20 +389,19 @@ impl Validator<'_> {
                 data_bits,
                 stop_bits,
             },
-            timeout: self.positive_duration(
-                raw.timeout.as_ref(),
-                "timeout",
-                Duration::from_millis(300),
-            ),
+            timing: self.timing(raw.timeout.as_ref(), raw.frame_gap.as_ref(), DEFAULT_TIMING),
             retries: raw.retries.unwrap_or(1),
-            frame_gap: self
-                .duration(raw.frame_gap.as_ref(), "frame_gap")
-                .unwrap_or_default(),
             offline_after,
+            offline_poll: self.positive_duration(
+                raw.offline_poll.as_ref(),
+                "offline_poll",
+                DEFAULT_OFFLINE_POLL,
+            ),
+            echo,
         }
     }
 
-    fn device(&mut self, raw: RawDevice) -> Option<Device> {
+    fn device(&mut self, raw: RawDevice, bus: Timing) -> Option<Device> {
         self.name(&raw.name, "name");
         let unit = UnitId::new(*raw.unit.get_ref());
         if unit.is_none() {
@@ -384,6 +419,7 @@ impl Validator<'_> {
         let poll = self.positive_duration(raw.poll.as_ref(), "poll", DEFAULT_POLL);
         let max_read = self.limit(raw.max_read.as_ref(), "max_read", Table::Holding);
         let max_read_bits = self.limit(raw.max_read_bits.as_ref(), "max_read_bits", Table::Coil);
+        let timing = self.timing(raw.timeout.as_ref(), raw.frame_gap.as_ref(), bus);
         let mut registers: Vec<Register> = Vec::new();
         for raw_register in raw.registers {
             let name_span = raw_register.get_ref().name.span();
@@ -429,6 +465,7 @@ impl Validator<'_> {
             max_gap: raw.max_gap.unwrap_or(DEFAULT_MAX_GAP),
             max_read,
             max_read_bits,
+            timing,
             registers,
         })
     }

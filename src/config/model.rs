@@ -120,10 +120,33 @@ pub struct Tls {
 pub struct Bus {
     pub port: String,
     pub line: LineSettings,
-    pub timeout: Duration,
+    /// The line's timing; a device may override it.
+    pub timing: Timing,
     pub retries: u32,
-    pub frame_gap: Duration,
     pub offline_after: u32,
+    /// Longest pause between probes of an offline device.
+    pub offline_poll: Duration,
+    pub echo: Echo,
+}
+
+/// How long to wait for an answer and how much extra silence to leave before a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// From the end of the request to the end of the answer, beyond the answer's own
+    /// line time.
+    pub timeout: Duration,
+    /// Silence before each request beyond the 3.5 characters.
+    pub frame_gap: Duration,
+}
+
+/// Whether the adapter hands the master's own bytes back to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Echo {
+    /// Found out on the first transactions.
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 /// Serial line settings; also what the line timing is computed from.
@@ -185,6 +208,8 @@ pub struct Device {
     pub max_gap: u16,
     pub max_read: u16,
     pub max_read_bits: u16,
+    /// The bus's timing, or the device's own.
+    pub timing: Timing,
     pub registers: Vec<Register>,
 }
 

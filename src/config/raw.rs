@@ -56,6 +56,16 @@ pub struct RawBus {
     pub retries: Option<u32>,
     pub frame_gap: Option<Spanned<String>>,
     pub offline_after: Option<Spanned<u32>>,
+    pub offline_poll: Option<Spanned<String>>,
+    pub echo: Option<Spanned<RawEcho>>,
+}
+
+/// `echo = "auto" | true | false`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RawEcho {
+    Fixed(bool),
+    Word(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -75,6 +85,8 @@ pub struct RawDevice {
     pub max_gap: Option<u16>,
     pub max_read: Option<Spanned<u16>>,
     pub max_read_bits: Option<Spanned<u16>>,
+    pub timeout: Option<Spanned<String>>,
+    pub frame_gap: Option<Spanned<String>>,
     #[serde(default, rename = "register")]
     pub registers: Vec<Spanned<RawRegister>>,
 }

@@ -68,6 +68,9 @@ pub struct Bridge {
     connected: watch::Sender<bool>,
     registers: Vec<Vec<RegisterState>>,
     availability: Vec<Option<bool>>,
+    /// Why the port is down, while it is: said again to a broker that was not there when
+    /// it happened (at boot the adapter and the broker may both be late).
+    port_error: Option<String>,
     monitors: Monitors,
 }
 
@@ -82,6 +85,7 @@ impl Bridge {
             topics: Topics::new(&config),
             qos: connection::qos(config.mqtt.qos),
             availability: vec![None; config.devices.len()],
+            port_error: None,
             registers,
             config,
             client,
@@ -181,11 +185,15 @@ impl Bridge {
                 self.publish(&topic, availability(*online), true);
             }
         }
+        if let Some(error) = &self.port_error {
+            self.report_port(error);
+        }
     }
 
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Values { device, values } => {
+                self.port_error = None;
                 for (register, value) in values {
                     self.on_value(device, register, value);
                 }
@@ -204,6 +212,11 @@ impl Bridge {
                 let topic = format!("{}/{}", self.config.mqtt.base_topic, d.name);
                 self.report_error(&topic, None, &message);
             }
+            Event::PortDown(error) => {
+                let error = error.to_string();
+                self.report_port(&error);
+                self.port_error = Some(error);
+            }
             Event::Availability { device, online } => {
                 let name = &self.config.devices[device].name;
                 if online {
@@ -216,6 +229,11 @@ impl Bridge {
                 self.status();
             }
         }
+    }
+
+    fn report_port(&self, error: &str) {
+        let topic = format!("{}/bridge", self.config.mqtt.base_topic);
+        self.report_error(&topic, None, error);
     }
 
     fn on_value(&mut self, device: usize, register: usize, value: Value) {

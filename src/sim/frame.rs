@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::config::Table;
 
-const CRC: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_MODBUS);
+pub use crate::bus::framing::{crc_ok, with_crc};
 
 pub const ILLEGAL_FUNCTION: u8 = 1;
 pub const ILLEGAL_DATA_ADDRESS: u8 = 2;
@@ -43,18 +43,6 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
         Some(frame) if crc_ok(frame) => Parsed::Frame(len),
         Some(_) => Parsed::Garbage,
     }
-}
-
-fn crc_ok(frame: &[u8]) -> bool {
-    let (body, crc) = frame.split_at(frame.len() - 2);
-    CRC.checksum(body).to_le_bytes() == crc
-}
-
-/// Appends the CRC to a frame body.
-pub fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
-    let crc = CRC.checksum(&body);
-    body.extend_from_slice(&crc.to_le_bytes());
-    body
 }
 
 /// The four tables of one simulated unit; an address that is not in a map does not exist.

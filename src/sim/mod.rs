@@ -33,6 +33,24 @@ pub enum Fault {
     Noise,
 }
 
+/// How the line between the gateway and the simulated units misbehaves, whoever is asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wire {
+    /// Holds answers back as a line with these settings would (`None`: answer at once).
+    pub speed: Option<LineSettings>,
+    /// Hands every request back to the master, as adapters with local echo do.
+    pub echo: bool,
+    /// Puts a `0x00` before every answer, as a line that floats while the driver turns on.
+    pub leading_zero: bool,
+    /// Another master asks unit [`FOREIGN_UNIT`] something this often; every other time its
+    /// exchange falls into the wait for an answer (15 ms before it), else between
+    /// transactions.
+    pub foreign_every: Option<Duration>,
+}
+
+/// The unit the other master on a [`Wire`] talks to; no config of the tests uses it.
+pub const FOREIGN_UNIT: u8 = 99;
+
 /// A request that reached the slave (good CRC, any unit id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
@@ -57,8 +75,13 @@ struct State {
     units: BTreeMap<u8, Memory>,
     faults: HashMap<u8, Fault>,
     queued: HashMap<u8, VecDeque<Fault>>,
+    /// Faults for reads and writes that start at an address, before the unit's own.
+    address_faults: HashMap<(u8, u16), Fault>,
     seen: VecDeque<Seen>,
-    wire: Option<LineSettings>,
+    wire: Wire,
+    /// Foreign exchanges so far, and whether one waits to go before the next answer.
+    foreign_count: u64,
+    foreign_before_answer: bool,
 }
 
 /// The simulated bus. Clones share state, so a test can inspect and steer a running one.
@@ -125,7 +148,22 @@ impl Simulator {
 
     /// Holds answers back as a line with these settings would (`None`: answer at once).
     pub fn set_wire_speed(&self, line: Option<LineSettings>) {
-        self.lock().wire = line;
+        self.lock().wire.speed = line;
+    }
+
+    /// How the line misbehaves from now on.
+    pub fn set_wire(&self, wire: Wire) {
+        self.lock().wire = wire;
+    }
+
+    /// Injects `fault` for requests to `unit` that start at `address` (before any fault
+    /// of the unit), or clears it with `None`.
+    pub fn set_address_fault(&self, unit: u8, address: u16, fault: Option<Fault>) {
+        let mut state = self.lock();
+        match fault {
+            Some(f) => state.address_faults.insert((unit, address), f),
+            None => state.address_faults.remove(&(unit, address)),
+        };
     }
 
     /// The requests that reached the slave so far, oldest first.
@@ -183,13 +221,25 @@ impl Simulator {
     ) -> io::Result<()> {
         let mut buf: Vec<u8> = Vec::with_capacity(512);
         let mut chunk = [0u8; 512];
+        let mut next_foreign = None;
         loop {
+            let foreign_every = self.lock().wire.foreign_every;
+            if next_foreign.is_none() || foreign_every.is_none() {
+                next_foreign = foreign_every.map(|every| tokio::time::Instant::now() + every);
+            }
             // A frame ends with silence: drop a partial one the line has given up on.
             let frame_timeout = self.frame_timeout();
             let read = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 read = port.read(&mut chunk) => Some(read),
                 () = tokio::time::sleep(frame_timeout), if !buf.is_empty() => None,
+                () = sleep_until(next_foreign) => {
+                    next_foreign = None;
+                    if self.foreign_now() {
+                        port.write_all(&foreign_exchange()).await?;
+                    }
+                    continue;
+                }
             };
             match read {
                 None => buf.clear(),
@@ -205,8 +255,20 @@ impl Simulator {
         }
     }
 
+    /// Counts a foreign exchange: true when it goes on the line now, false when it waits
+    /// for the next answer.
+    fn foreign_now(&self) -> bool {
+        let mut state = self.lock();
+        state.foreign_count += 1;
+        if state.foreign_count.is_multiple_of(2) {
+            state.foreign_before_answer = true;
+            return false;
+        }
+        true
+    }
+
     fn frame_timeout(&self) -> Duration {
-        let line = self.lock().wire.unwrap_or(LineSettings {
+        let line = self.lock().wire.speed.unwrap_or(LineSettings {
             baud: 9600,
             parity: crate::config::Parity::None,
             data_bits: 8,
@@ -224,6 +286,9 @@ impl Simulator {
                 }
                 Parsed::Frame(len) => {
                     let request: Vec<u8> = buf.drain(..len).collect();
+                    if self.lock().wire.echo {
+                        port.write_all(&request).await?;
+                    }
                     if let Some(answer) = self.answer(&request) {
                         self.send(port, request.len(), answer).await?;
                     }
@@ -242,7 +307,13 @@ impl Simulator {
         state.seen.push_back(seen(unit, pdu));
         self.changed.notify_waiters();
         let queued = state.queued.get_mut(&unit).and_then(VecDeque::pop_front);
-        let fault = queued.or_else(|| state.faults.get(&unit).copied());
+        let address = u16::from_be_bytes([
+            pdu.get(1).copied().unwrap_or(0),
+            pdu.get(2).copied().unwrap_or(0),
+        ]);
+        let fault = queued
+            .or_else(|| state.address_faults.get(&(unit, address)).copied())
+            .or_else(|| state.faults.get(&unit).copied());
         if unit == 0 {
             // Broadcast: every unit acts, none answers.
             for memory in state.units.values_mut() {
@@ -274,8 +345,11 @@ impl Simulator {
         request_len: usize,
         (mut frame, fault): (Vec<u8>, Option<Fault>),
     ) -> io::Result<()> {
-        let wire = self.lock().wire;
-        if let Some(line) = wire {
+        let (wire, foreign) = {
+            let mut state = self.lock();
+            (state.wire, std::mem::take(&mut state.foreign_before_answer))
+        };
+        if let Some(line) = wire.speed {
             // The request was still arriving, and the answer takes its own time to travel.
             // Frames are at most 256 bytes.
             let chars = (request_len + frame.len()) as f64;
@@ -284,11 +358,35 @@ impl Simulator {
         if let Some(Fault::Late(delay)) = fault {
             tokio::time::sleep(delay).await;
         }
+        if foreign {
+            port.write_all(&foreign_exchange()).await?;
+            tokio::time::sleep(FOREIGN_LEAD).await;
+        }
+        if wire.leading_zero {
+            frame.insert(0, 0x00);
+        }
         if fault == Some(Fault::Noise) {
             frame.extend_from_slice(&NOISE);
         }
         port.write_all(&frame).await?;
         port.flush().await
+    }
+}
+
+/// How long before its answer a foreign exchange comes when it falls into the wait.
+const FOREIGN_LEAD: Duration = Duration::from_millis(15);
+
+/// Another master reads a holding register of [`FOREIGN_UNIT`], which answers.
+fn foreign_exchange() -> Vec<u8> {
+    let request = frame::with_crc(vec![FOREIGN_UNIT, 3, 0, 1, 0, 1]);
+    let answer = frame::with_crc(vec![FOREIGN_UNIT, 3, 2, 0x12, 0x34]);
+    [request, answer].concat()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

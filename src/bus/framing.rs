@@ -1,0 +1,692 @@
+//! RTU framing, master side: the request frame for a [`Request`], and a reader that finds
+//! the answer to it in whatever the line delivers.
+//!
+//! The reader knows the shape of the answer it waits for (unit, function, length) before
+//! the request goes out, so it can tell that answer from everything else a real line
+//! carries: the adapter's echo of the request, noise (a leading `0x00`, a bus that floats
+//! while nobody drives it), frames for other units and other masters' requests (issue 14),
+//! and answers that come after their request timed out (issue 10). Skipped bytes are
+//! tallied, never decoded. PDUs are decoded by tokio-modbus, which keeps the protocol's
+//! details in one place; this module only cuts frames.
+
+use tokio::time::Instant;
+
+use tokio_modbus::Request;
+
+const CRC: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_MODBUS);
+
+/// Longest RTU frame.
+pub const MAX_FRAME: usize = 256;
+/// An exception answer: unit, function | 0x80, code, CRC.
+const EXCEPTION_LEN: usize = 5;
+
+/// Whether the last two bytes of `frame` are the CRC of the rest.
+pub fn crc_ok(frame: &[u8]) -> bool {
+    frame.len() >= 4 && {
+        let (body, crc) = frame.split_at(frame.len() - 2);
+        CRC.checksum(body).to_le_bytes() == crc
+    }
+}
+
+/// Appends the CRC to a frame body.
+pub fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
+    let crc = CRC.checksum(&body);
+    body.extend_from_slice(&crc.to_le_bytes());
+    body
+}
+
+/// The frame of a request to `unit`; `None` for requests the bus never sends.
+pub fn request_frame(unit: u8, request: &Request<'_>) -> Option<Vec<u8>> {
+    let mut body = vec![unit, request.function_code().value()];
+    let mut word = |w: u16| body.extend_from_slice(&w.to_be_bytes());
+    match request {
+        Request::ReadCoils(address, count)
+        | Request::ReadDiscreteInputs(address, count)
+        | Request::ReadHoldingRegisters(address, count)
+        | Request::ReadInputRegisters(address, count) => {
+            word(*address);
+            word(*count);
+        }
+        Request::WriteSingleCoil(address, on) => {
+            word(*address);
+            word(if *on { 0xFF00 } else { 0x0000 });
+        }
+        Request::WriteSingleRegister(address, value) => {
+            word(*address);
+            word(*value);
+        }
+        Request::MaskWriteRegister(address, and, or) => {
+            word(*address);
+            word(*and);
+            word(*or);
+        }
+        Request::WriteMultipleRegisters(address, words) => {
+            let count = u16::try_from(words.len()).ok().filter(|c| *c <= 123)?;
+            word(*address);
+            word(count);
+            body.push(u8::try_from(2 * count).ok()?);
+            for w in words.iter() {
+                body.extend_from_slice(&w.to_be_bytes());
+            }
+        }
+        _ => return None,
+    }
+    Some(with_crc(body))
+}
+
+/// What the answer to a request looks like on the wire. Two requests whose answers have
+/// the same shape cannot be told apart by their answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub unit: u8,
+    pub function: u8,
+    /// Bytes of the normal (not exception) answer.
+    pub len: usize,
+}
+
+impl Shape {
+    /// The shape of the answer to a request frame made by [`request_frame`].
+    pub fn of_request(frame: &[u8]) -> Option<Shape> {
+        let (&unit, &function) = (frame.first()?, frame.get(1)?);
+        let count = || {
+            frame
+                .get(4..6)
+                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        };
+        let len = match function {
+            1 | 2 => 5 + count()?.div_ceil(8),
+            3 | 4 => 5 + 2 * count()?,
+            5 | 6 | 15 | 16 => 8,
+            22 => 10,
+            _ => return None,
+        };
+        Some(Shape {
+            unit,
+            function,
+            len,
+        })
+    }
+
+    /// Whether a whole frame with a good CRC is an answer of this shape (normal or
+    /// exception).
+    fn fits(&self, frame: &[u8]) -> bool {
+        frame.first() == Some(&self.unit)
+            && match frame.get(1) {
+                Some(&f) if f == self.function => frame.len() == self.len,
+                Some(&f) if f == self.function | 0x80 => frame.len() == EXCEPTION_LEN,
+                _ => false,
+            }
+    }
+
+    /// The length of the answer of this shape that `buf` starts with, if it starts with
+    /// its unit and function: the length may be more than `buf` holds yet.
+    fn answer_len(&self, buf: &[u8]) -> Option<usize> {
+        if buf.first() != Some(&self.unit) {
+            return None;
+        }
+        match buf.get(1) {
+            Some(&f) if f == self.function => Some(self.len),
+            Some(&f) if f == self.function | 0x80 => Some(EXCEPTION_LEN),
+            _ => None,
+        }
+    }
+}
+
+/// The lengths a frame starting `buf` may have, as a request or an answer, judged by its
+/// function code (as libmodbus does). `None` while the bytes that tell are still to come;
+/// an empty list for a function code no frame we can measure has.
+fn frame_lengths(buf: &[u8]) -> Option<Vec<usize>> {
+    let byte = |at: usize| buf.get(at).map(|b| usize::from(*b));
+    let function = byte(1)?;
+    Some(match function {
+        0x81..=0xFF => vec![EXCEPTION_LEN],
+        1..=4 => vec![8, 5 + byte(2)?],
+        5 | 6 => vec![8],
+        15 | 16 => vec![8, 9 + byte(6)?],
+        22 => vec![10],
+        23 => vec![5 + byte(2)?, 13 + byte(10)?],
+        _ => Vec::new(),
+    })
+}
+
+/// A whole frame with a good CRC at the start of `buf`, if one is there: its length.
+/// `Err(())` when `buf` may be the start of one that is still arriving.
+fn frame_at(buf: &[u8]) -> Result<Option<usize>, ()> {
+    let Some(lengths) = frame_lengths(buf) else {
+        return Err(());
+    };
+    if let Some(len) = lengths
+        .iter()
+        .copied()
+        .filter(|len| *len <= buf.len().min(MAX_FRAME))
+        .find(|len| crc_ok(&buf[..*len]))
+    {
+        return Ok(Some(len));
+    }
+    if lengths
+        .iter()
+        .any(|len| *len > buf.len() && *len <= MAX_FRAME)
+    {
+        Err(())
+    } else {
+        Ok(None)
+    }
+}
+
+/// What was skipped while looking for answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Bytes that formed no frame.
+    pub noise_bytes: u64,
+    /// Whole frames with a good CRC that were not for us: other units, other masters.
+    pub foreign_frames: u64,
+    /// Answers that came after their request had timed out.
+    pub late_answers: u64,
+    /// Copies of our own request handed back by the adapter.
+    pub echoes: u64,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, other: Tally) {
+        self.noise_bytes += other.noise_bytes;
+        self.foreign_frames += other.foreign_frames;
+        self.late_answers += other.late_answers;
+        self.echoes += other.echoes;
+    }
+}
+
+/// A request that ended without its answer, whose answer may still come.
+#[derive(Debug, Clone)]
+struct Overdue {
+    shape: Shape,
+    request: Vec<u8>,
+    until: Instant,
+}
+
+/// Requests that timed out and may still be answered. An answer that comes late looks
+/// like the answer to any later request of the same shape, even the same request asked
+/// again (whose own answer would then still be on its way); such a request waits until the
+/// late answer has come or cannot come any more. Requests of other shapes need not wait: a
+/// late answer in their wait does not fit them and is skipped.
+#[derive(Debug, Default)]
+pub struct Overdues {
+    pending: Vec<Overdue>,
+}
+
+impl Overdues {
+    /// `request` timed out; its answer is expected until `until`.
+    pub fn add(&mut self, request: &[u8], until: Instant) {
+        if let Some(shape) = Shape::of_request(request) {
+            self.pending.push(Overdue {
+                shape,
+                request: request.to_vec(),
+                until,
+            });
+        }
+    }
+
+    /// `request` was answered while an earlier try of it was overdue: the answer may have
+    /// been the earlier one, so one answer is still to come, until `until`.
+    pub fn renew(&mut self, request: &[u8], until: Instant) {
+        if let Some(overdue) = self.pending.iter_mut().find(|o| o.request == request) {
+            overdue.until = overdue.until.max(until);
+        }
+    }
+
+    fn forget_expired(&mut self, now: Instant) {
+        self.pending.retain(|o| o.until > now);
+    }
+
+    /// Until when a request must wait before it may go out: a request with an answer of
+    /// the same shape is overdue.
+    pub fn hold_until(&mut self, request: &[u8], now: Instant) -> Option<Instant> {
+        self.forget_expired(now);
+        let shape = Shape::of_request(request)?;
+        self.pending
+            .iter()
+            .filter(|o| o.shape == shape)
+            .map(|o| o.until)
+            .max()
+    }
+
+    /// Whether any answer is overdue (worth listening for while the bus is idle).
+    pub fn any(&mut self, now: Instant) -> bool {
+        self.forget_expired(now);
+        !self.pending.is_empty()
+    }
+
+    /// When the next overdue answer stops being expected.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.pending.iter().map(|o| o.until).min()
+    }
+
+    /// Takes `frame` (whole, good CRC) as the late answer of an overdue request, if it
+    /// fits one.
+    fn claim(&mut self, frame: &[u8]) -> bool {
+        match self.pending.iter().position(|o| o.shape.fits(frame)) {
+            Some(index) => {
+                self.pending.swap_remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What [`Reader::scan`] found in the receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// The answer: drop `skip` bytes, then the answer is the next `len`.
+    Answer { skip: usize, len: usize },
+    /// No answer yet: drop `skip` bytes and wait for more.
+    More { skip: usize },
+}
+
+/// Looks for the answer to one request in the bytes received after it was sent.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    request: &'a [u8],
+    shape: Shape,
+    /// Whether a leading copy of the request is the adapter's echo.
+    strip_echo: bool,
+    overdue: &'a mut Overdues,
+    pub tally: Tally,
+    /// Whether something with our answer's unit, function and length but a bad CRC came:
+    /// the device answered, the line garbled it.
+    pub garbled: bool,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(
+        request: &'a [u8],
+        shape: Shape,
+        strip_echo: bool,
+        overdue: &'a mut Overdues,
+    ) -> Self {
+        Reader {
+            request,
+            shape,
+            strip_echo,
+            overdue,
+            tally: Tally::default(),
+            garbled: false,
+        }
+    }
+
+    /// Examines `buf` (everything received and not yet dropped) from the start.
+    pub fn scan(&mut self, buf: &[u8]) -> Scan {
+        let mut at = 0;
+        loop {
+            let rest = &buf[at..];
+            if rest.is_empty() {
+                return Scan::More { skip: at };
+            }
+            if self.strip_echo {
+                if rest.len() < self.request.len() && self.request.starts_with(rest) {
+                    return Scan::More { skip: at };
+                }
+                if rest.starts_with(self.request) {
+                    self.strip_echo = false;
+                    self.tally.echoes += 1;
+                    at += self.request.len();
+                    continue;
+                }
+            }
+            if let Some(len) = self.shape.answer_len(rest) {
+                match rest.get(..len) {
+                    Some(frame) if crc_ok(frame) => return Scan::Answer { skip: at, len },
+                    // Another frame that starts like ours (an echo not expected) is
+                    // skipped below; anything else is our answer, garbled: skipped whole
+                    // (it is no noise), up to where our answer may start after all.
+                    Some(_) if !matches!(frame_at(rest), Ok(Some(_))) => {
+                        self.garbled = true;
+                        at += (1..len)
+                            .find(|&offset| self.shape.answer_len(&rest[offset..]).is_some())
+                            .unwrap_or(len);
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => match self.answer_further_on(rest) {
+                        Some(offset) => {
+                            self.tally.noise_bytes += offset as u64;
+                            at += offset;
+                            continue;
+                        }
+                        None => return Scan::More { skip: at },
+                    },
+                }
+            }
+            match frame_at(rest) {
+                Ok(Some(len)) => {
+                    self.skip_frame(&rest[..len]);
+                    at += len;
+                }
+                Err(()) => match self.answer_further_on(rest) {
+                    Some(offset) => {
+                        self.tally.noise_bytes += offset as u64;
+                        at += offset;
+                    }
+                    None => return Scan::More { skip: at },
+                },
+                Ok(None) => {
+                    self.tally.noise_bytes += 1;
+                    at += 1;
+                }
+            }
+        }
+    }
+
+    /// Where a whole answer with a good CRC starts after the first byte of `buf`: what
+    /// looked like the start of a frame was noise.
+    fn answer_further_on(&self, buf: &[u8]) -> Option<usize> {
+        (1..buf.len()).find(|&offset| {
+            let rest = &buf[offset..];
+            self.shape
+                .answer_len(rest)
+                .and_then(|len| rest.get(..len))
+                .is_some_and(crc_ok)
+        })
+    }
+
+    fn skip_frame(&mut self, frame: &[u8]) {
+        if self.overdue.claim(frame) {
+            self.tally.late_answers += 1;
+        } else {
+            self.tally.foreign_frames += 1;
+        }
+    }
+}
+
+/// Sorts bytes that arrived while no answer was awaited (between transactions) into late
+/// answers, foreign frames and noise. What is cut off at the end counts as noise: nothing
+/// that began before our next request can be the answer to it.
+pub fn discard(buf: &[u8], overdue: &mut Overdues) -> Tally {
+    let mut tally = Tally::default();
+    let mut at = 0;
+    while at < buf.len() {
+        let rest = &buf[at..];
+        match frame_at(rest) {
+            Ok(Some(len)) => {
+                if overdue.claim(&rest[..len]) {
+                    tally.late_answers += 1;
+                } else {
+                    tally.foreign_frames += 1;
+                }
+                at += len;
+            }
+            _ => {
+                tally.noise_bytes += 1;
+                at += 1;
+            }
+        }
+    }
+    tally
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn read_request(unit: u8, address: u16, count: u16) -> Vec<u8> {
+        request_frame(unit, &Request::ReadHoldingRegisters(address, count)).unwrap()
+    }
+
+    fn answer(unit: u8, words: &[u16]) -> Vec<u8> {
+        let mut body = vec![unit, 3, (2 * words.len()) as u8];
+        for w in words {
+            body.extend_from_slice(&w.to_be_bytes());
+        }
+        with_crc(body)
+    }
+
+    /// Feeds `stream` to a reader in `chunk`-byte pieces, as a line delivers it; returns
+    /// the answer found and the tally.
+    fn read(
+        request: &[u8],
+        strip_echo: bool,
+        overdue: &mut Overdues,
+        stream: &[u8],
+        chunk: usize,
+    ) -> (Option<Vec<u8>>, Tally) {
+        let shape = Shape::of_request(request).unwrap();
+        let mut reader = Reader::new(request, shape, strip_echo, overdue);
+        let mut buf = Vec::new();
+        for piece in stream.chunks(chunk.max(1)) {
+            buf.extend_from_slice(piece);
+            match reader.scan(&buf) {
+                Scan::Answer { skip, len } => {
+                    return (Some(buf[skip..skip + len].to_vec()), reader.tally);
+                }
+                Scan::More { skip } => {
+                    buf.drain(..skip);
+                }
+            }
+        }
+        (None, reader.tally)
+    }
+
+    #[test]
+    fn request_frames_match_the_modbus_reference() {
+        // From the Modbus serial line guide: read holding 0x006B..+3 of unit 0x11.
+        assert_eq!(
+            read_request(0x11, 0x6B, 3),
+            [0x11, 0x03, 0x00, 0x6B, 0x00, 0x03, 0x76, 0x87]
+        );
+        assert_eq!(with_crc(vec![0x02, 0x07]), vec![0x02, 0x07, 0x41, 0x12]);
+        let write =
+            request_frame(1, &Request::WriteMultipleRegisters(2, vec![1, 2].into())).unwrap();
+        assert_eq!(&write[..11], &[1, 16, 0, 2, 0, 2, 4, 0, 1, 0, 2]);
+        assert!(
+            request_frame(1, &Request::WriteMultipleRegisters(0, vec![0; 124].into())).is_none()
+        );
+    }
+
+    #[test]
+    fn shapes_follow_from_the_request() {
+        let shape = |r: Request<'_>| {
+            Shape::of_request(&request_frame(7, &r).unwrap())
+                .unwrap()
+                .len
+        };
+        assert_eq!(shape(Request::ReadHoldingRegisters(0, 4)), 13);
+        assert_eq!(shape(Request::ReadInputRegisters(0, 1)), 7);
+        assert_eq!(shape(Request::ReadCoils(0, 9)), 7);
+        assert_eq!(shape(Request::WriteSingleRegister(0, 9)), 8);
+        assert_eq!(shape(Request::MaskWriteRegister(0, 1, 2)), 10);
+    }
+
+    #[test]
+    fn the_answer_is_found_whatever_surrounds_it() {
+        let request = read_request(10, 0, 2);
+        let good = answer(10, &[215, 553]);
+        let foreign_request = read_request(20, 5, 1);
+        let foreign_answer = answer(20, &[77]);
+        let other_function = with_crc(vec![10, 4, 2, 0, 1]);
+        // (what the line carries, echo expected, what must be tallied)
+        let cases: Vec<(Vec<u8>, bool, Tally)> = vec![
+            (good.clone(), false, Tally::default()),
+            (
+                [&[0x00][..], &good].concat(),
+                false,
+                Tally {
+                    noise_bytes: 1,
+                    ..Tally::default()
+                },
+            ),
+            (
+                [&request[..], &good].concat(),
+                true,
+                Tally {
+                    echoes: 1,
+                    ..Tally::default()
+                },
+            ),
+            // An echo where none was expected is just another master's request.
+            (
+                [&request[..], &good].concat(),
+                false,
+                Tally {
+                    foreign_frames: 1,
+                    ..Tally::default()
+                },
+            ),
+            (
+                [&request[..], &[0xFF, 0x00], &good].concat(),
+                true,
+                Tally {
+                    echoes: 1,
+                    noise_bytes: 2,
+                    ..Tally::default()
+                },
+            ),
+            (
+                [&foreign_request[..], &foreign_answer, &good].concat(),
+                false,
+                Tally {
+                    foreign_frames: 2,
+                    ..Tally::default()
+                },
+            ),
+            (
+                [&other_function[..], &good].concat(),
+                false,
+                Tally {
+                    foreign_frames: 1,
+                    ..Tally::default()
+                },
+            ),
+            (
+                [&[0xAA, 0x55, 0x03, 0xFF][..], &good].concat(),
+                false,
+                Tally {
+                    noise_bytes: 4,
+                    ..Tally::default()
+                },
+            ),
+        ];
+        for (stream, echo, tally) in cases {
+            for chunk in [1, 3, stream.len()] {
+                let (found, counted) =
+                    read(&request, echo, &mut Overdues::default(), &stream, chunk);
+                assert_eq!(
+                    found.as_deref(),
+                    Some(&good[..]),
+                    "{stream:02X?} in chunks of {chunk}"
+                );
+                assert_eq!(counted, tally, "{stream:02X?} in chunks of {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_crc_or_a_wrong_shape_is_never_the_answer() {
+        let request = read_request(10, 0, 2);
+        let mut corrupt = answer(10, &[215, 553]);
+        corrupt[4] ^= 1;
+        let short = answer(10, &[215]);
+        for stream in [
+            corrupt.clone(),
+            short,
+            answer(11, &[1, 2]),
+            vec![10, 3, 4, 0, 0],
+        ] {
+            let (found, _) = read(&request, false, &mut Overdues::default(), &stream, 1);
+            assert_eq!(found, None, "{stream:02X?}");
+        }
+        // A garbled answer is no noise, and the good one after it is still found.
+        let good = answer(10, &[215, 553]);
+        let stream = [&corrupt[..], &good].concat();
+        let shape = Shape::of_request(&request).unwrap();
+        let mut overdue = Overdues::default();
+        let mut reader = Reader::new(&request, shape, false, &mut overdue);
+        assert_eq!(
+            reader.scan(&stream),
+            Scan::Answer {
+                skip: corrupt.len(),
+                len: good.len()
+            }
+        );
+        assert!(reader.garbled);
+        assert_eq!(reader.tally, Tally::default());
+    }
+
+    #[test]
+    fn an_exception_is_an_answer() {
+        let request = read_request(10, 9, 1);
+        let exception = with_crc(vec![10, 0x83, 2]);
+        let (found, _) = read(&request, false, &mut Overdues::default(), &exception, 1);
+        assert_eq!(found, Some(exception));
+    }
+
+    #[test]
+    fn a_write_echo_and_its_answer_are_the_same_bytes() {
+        let request = request_frame(10, &Request::WriteSingleRegister(2, 512)).unwrap();
+        let twice = [&request[..], &request].concat();
+        let (found, tally) = read(&request, true, &mut Overdues::default(), &twice, 8);
+        assert_eq!((found, tally.echoes), (Some(request.clone()), 1));
+        // Without echo the first copy is the device's answer.
+        let (found, tally) = read(&request, false, &mut Overdues::default(), &request, 8);
+        assert_eq!((found, tally.echoes), (Some(request), 0));
+    }
+
+    #[test]
+    fn a_late_answer_is_claimed_not_taken() {
+        let now = Instant::now();
+        let temperature = read_request(10, 0, 1);
+        let humidity = read_request(10, 1, 1);
+        let mut overdue = Overdues::default();
+        overdue.add(&temperature, now + Duration::from_secs(1));
+        // Any request whose answer looks the same must wait, even the same one again;
+        // one of another shape need not.
+        let held = Some(now + Duration::from_secs(1));
+        assert_eq!(overdue.hold_until(&temperature, now), held);
+        assert_eq!(overdue.hold_until(&humidity, now), held);
+        assert_eq!(overdue.hold_until(&read_request(10, 1, 2), now), None);
+        assert_eq!(overdue.hold_until(&read_request(11, 1, 1), now), None);
+        // An answer to a retry may be the late one: one stays overdue, for longer.
+        overdue.renew(&temperature, now + Duration::from_secs(2));
+        assert_eq!(
+            overdue.hold_until(&humidity, now),
+            Some(now + Duration::from_secs(2))
+        );
+        // A late answer in another request's wait is claimed and counted, not taken.
+        let late = answer(10, &[215]);
+        let mine = answer(10, &[1, 2]);
+        let stream = [&late[..], &mine].concat();
+        let (found, tally) = read(&read_request(10, 1, 2), false, &mut overdue, &stream, 2);
+        assert_eq!((found, tally.late_answers), (Some(mine), 1));
+        assert!(!overdue.any(now));
+        // Expired entries hold nothing back.
+        overdue.add(&temperature, now);
+        assert_eq!(
+            overdue.hold_until(&humidity, now + Duration::from_millis(1)),
+            None
+        );
+    }
+
+    #[test]
+    fn bytes_between_transactions_are_sorted() {
+        let mut overdue = Overdues::default();
+        let temperature = read_request(10, 0, 1);
+        overdue.add(&temperature, Instant::now() + Duration::from_secs(1));
+        let stream = [
+            &[0u8][..],
+            &answer(10, &[215]),
+            &read_request(3, 0, 1),
+            &[1, 3],
+        ]
+        .concat();
+        let tally = discard(&stream, &mut overdue);
+        assert_eq!(
+            tally,
+            Tally {
+                noise_bytes: 3,
+                foreign_frames: 1,
+                late_answers: 1,
+                ..Tally::default()
+            }
+        );
+    }
+}
