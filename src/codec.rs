@@ -85,6 +85,13 @@ pub enum EncodeError {
     BelowMin { value: f64, min: f64 },
     #[error("{value} is above the maximum {max}")]
     AboveMax { value: f64, max: f64 },
+    #[error("{value} is written in steps of {step}: {written} is beyond the limit {limit}")]
+    RoundsBeyondLimit {
+        value: f64,
+        step: f64,
+        written: f64,
+        limit: f64,
+    },
     #[error("{value} does not fit a {kind} register after scaling (raw {raw})")]
     OutOfRawRange {
         value: f64,
@@ -196,6 +203,9 @@ impl Codec {
                 raw,
             });
         }
+        if self.kind != ValueType::F32 {
+            self.check_rounding(number, raw)?;
+        }
         // The range check above makes each cast exact.
         Ok(match self.kind {
             ValueType::Bool => vec![u16::from(raw != 0.0)],
@@ -205,6 +215,24 @@ impl Codec {
             ValueType::I32 => self.split(u32::from_be_bytes((raw as i32).to_be_bytes())),
             ValueType::F32 => self.split((raw as f32).to_bits()),
         })
+    }
+
+    /// Refuses a raw value that rounding to the register's step took beyond `min`/`max`
+    /// (a step of 10 writes 1025 as 1030). Float noise of a millionth of a step is no step.
+    fn check_rounding(&self, number: f64, raw: f64) -> Result<(), EncodeError> {
+        let written = raw * self.scale + self.offset;
+        let noise =
+            self.scale.abs() * 1e-6 + 4.0 * f64::EPSILON * (written.abs() + self.offset.abs());
+        let below = self.min.filter(|min| written < min - noise);
+        match below.or(self.max.filter(|max| written > max + noise)) {
+            Some(limit) => Err(EncodeError::RoundsBeyondLimit {
+                value: number,
+                step: self.scale,
+                written,
+                limit,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Formats a value as published: `21.5`, `-157`, `true`.
@@ -346,6 +374,38 @@ mod tests {
             Err(EncodeError::OutOfRawRange { .. })
         ));
         assert!(raw.encode(Value::Number(f64::NAN)).is_err());
+    }
+
+    #[test]
+    fn rounding_to_a_step_never_crosses_min_or_max() {
+        // Found by prop_codec_encode_refuses_beyond_min_max_and_non_finite: 1025 in steps of
+        // 10 was written as 1030, above the maximum it had been checked against.
+        let tens = Codec {
+            kind: ValueType::I16,
+            scale: 10.0,
+            min: Some(-25.0),
+            max: Some(1025.0),
+            ..Codec::default()
+        };
+        assert!(matches!(
+            tens.encode(Value::Number(1025.0)),
+            Err(EncodeError::RoundsBeyondLimit {
+                written: 1030.0,
+                ..
+            })
+        ));
+        assert!(matches!(
+            tens.encode(Value::Number(-25.0)),
+            Err(EncodeError::RoundsBeyondLimit { written: -30.0, .. })
+        ));
+        assert_eq!(tens.encode(Value::Number(1024.0)), Ok(vec![102]));
+        // A limit on the step itself is not crossed by float noise: 102.3 is 1023 x 0.1.
+        let tenths = Codec {
+            scale: 0.1,
+            max: Some(102.3),
+            ..Codec::default()
+        };
+        assert_eq!(tenths.encode(Value::Number(102.3)), Ok(vec![1023]));
     }
 
     #[test]
