@@ -239,13 +239,30 @@ impl Codec {
     pub fn format(&self, value: Value) -> String {
         match value {
             Value::Bool(b) => b.to_string(),
-            // f32 data carries only f32 precision: print its shortest exact form.
-            Value::Number(n) if self.kind == ValueType::F32 => trim_zero(format!("{}", n as f32)),
-            Value::Number(n) => {
-                let decimals = decimals_of(self.scale) + decimals_of(self.offset);
-                trim_zero(format!("{:.*}", decimals, n))
-            }
+            Value::Number(n) if self.kind == ValueType::F32 => format_f32(n),
+            Value::Number(n) => trim_zero(format!("{:.*}", self.decimals(), n)),
         }
+    }
+
+    /// Decimals to print: those the scale and offset bring in, and at least two below the
+    /// step, so that a scale decimals cannot write in 9 places (1e-12, 2.5e-10) loses no step.
+    fn decimals(&self) -> usize {
+        let exact = decimals_of(self.scale) + decimals_of(self.offset);
+        let below_step = 2.0 - self.scale.abs().log10().floor();
+        // A finite non-zero scale makes this a small whole number.
+        exact.max(below_step.max(0.0) as usize)
+    }
+}
+
+/// f32 data carries only f32 precision: print the shortest text of that f32 (`230.7`, not
+/// `230.6999969482422`). A value that scaling took out of the normal f32 range would print
+/// as `inf` or lose digits as an f32: it keeps its f64 digits, with an exponent.
+fn format_f32(n: f64) -> String {
+    let normal = f64::from(f32::MIN_POSITIVE)..=f64::from(f32::MAX);
+    if n == 0.0 || normal.contains(&n.abs()) {
+        trim_zero(format!("{}", n as f32))
+    } else {
+        format!("{n:e}")
     }
 }
 
@@ -406,6 +423,33 @@ mod tests {
             ..Codec::default()
         };
         assert_eq!(tenths.encode(Value::Number(102.3)), Ok(vec![1023]));
+    }
+
+    #[test]
+    fn tiny_scales_print_every_step() {
+        // Found by prop_codec_printed_values_parse_back: with scale 2.54e-10 the decimals
+        // stopped at 9, so raw 1 was published as "0".
+        let tiny = codec(ValueType::U16, 2.5e-10);
+        assert_eq!(tiny.format(tiny.decode(&[1]).unwrap()), "0.00000000025");
+        let pico = codec(ValueType::U32, 1e-12);
+        assert_eq!(pico.format(pico.decode(&[0, 3]).unwrap()), "0.000000000003");
+    }
+
+    #[test]
+    fn f32_scaled_beyond_f32_keeps_its_digits() {
+        // Found by prop_codec_printed_values_parse_back: an f32 near its maximum times a
+        // scale of 2566 was published as "inf".
+        let big = codec(ValueType::F32, 10.0);
+        let words = big.split(f32::MAX.to_bits());
+        let text = big.format(big.decode(&words).unwrap());
+        assert_eq!(text, "3.4028234663852886e39");
+        assert_eq!(big.parse(&text).ok(), big.decode(&words));
+        let small = codec(ValueType::F32, 1e-12);
+        let words = small.split(1e-30f32.to_bits());
+        assert_eq!(
+            small.format(small.decode(&words).unwrap()),
+            "1.0000000031710769e-42"
+        );
     }
 
     #[test]
