@@ -466,3 +466,225 @@ mod tests {
         assert!(b.parse("2").is_err());
     }
 }
+
+/// Properties over every type, word order, scale and offset (issue 10). A longer run:
+/// `PROPTEST_CASES=100000 cargo test --lib prop_`.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NUMBER_KINDS: [ValueType; 5] = [
+        ValueType::U16,
+        ValueType::I16,
+        ValueType::U32,
+        ValueType::I32,
+        ValueType::F32,
+    ];
+
+    /// Scales as users write them (0.1, 0.25, -1) and any magnitude from 1e-12 to 1e12.
+    fn scale() -> impl Strategy<Value = f64> {
+        let written = prop::sample::select(vec![
+            1.0, 0.1, 0.01, 0.001, 0.0001, 1e-6, 0.25, 0.5, 2.0, 10.0, 100.0, 0.0125, -1.0, -0.1,
+        ]);
+        let any_magnitude = (-12.0f64..12.0, any::<bool>()).prop_map(|(e, negative)| {
+            if negative {
+                -(10f64.powf(e))
+            } else {
+                10f64.powf(e)
+            }
+        });
+        prop_oneof![written, any_magnitude]
+    }
+
+    fn offset() -> impl Strategy<Value = f64> {
+        let written = prop::sample::select(vec![0.0, -40.0, 273.15, 0.5, -0.1, 1e6]);
+        prop_oneof![written, -1e6f64..1e6]
+    }
+
+    fn word_order() -> impl Strategy<Value = WordOrder> {
+        prop::sample::select(vec![WordOrder::Big, WordOrder::Little])
+    }
+
+    /// A numeric codec without min/max.
+    fn number_codec() -> impl Strategy<Value = Codec> {
+        (
+            prop::sample::select(NUMBER_KINDS.to_vec()),
+            word_order(),
+            scale(),
+            offset(),
+        )
+            .prop_map(|(kind, word_order, scale, offset)| Codec {
+                kind,
+                word_order,
+                scale,
+                offset,
+                min: None,
+                max: None,
+            })
+    }
+
+    /// Float error of `(x - offset) / scale` and back, beyond the rounding to a raw value.
+    fn arithmetic_slack(c: &Codec, x: f64) -> f64 {
+        8.0 * f64::EPSILON * (x.abs() + c.offset.abs() + c.scale.abs())
+    }
+
+    /// How far a value may land from `x` once written or printed: half a raw step for the
+    /// integer types; for f32, an f32 step of the raw value or of the printed value (printing
+    /// rounds to f32 and then to the shortest text of that f32), or the smallest subnormal.
+    fn resolution(c: &Codec, x: f64) -> f64 {
+        let step = if c.kind == ValueType::F32 {
+            let magnitude = (x - c.offset).abs().max(x.abs());
+            2.0 * magnitude * f64::from(f32::EPSILON) + c.scale.abs() * 1e-44
+        } else {
+            c.scale.abs()
+        };
+        step / 2.0 + arithmetic_slack(c, x)
+    }
+
+    fn number(value: Option<Value>) -> f64 {
+        match value {
+            Some(Value::Number(n)) => n,
+            other => panic!("not a number: {other:?}"),
+        }
+    }
+
+    /// A raw value the type holds, as f64 (integral for the integer types).
+    fn raw_in_range(kind: ValueType) -> BoxedStrategy<f64> {
+        let (lo, hi) = kind.raw_range();
+        if kind == ValueType::F32 {
+            any::<f32>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(f64::from)
+                .boxed()
+        } else {
+            (lo as i64..=hi as i64).prop_map(|r| r as f64).boxed()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn prop_codec_decode_of_encode_is_within_resolution(
+            (c, raw, fraction) in number_codec().prop_flat_map(|c| {
+                let raw = raw_in_range(c.kind);
+                (Just(c), raw, -0.5f64..0.5)
+            })
+        ) {
+            // A value near one the register holds: a raw value, off by up to half a step.
+            let x = (raw + fraction) * c.scale + c.offset;
+            prop_assume!(x.is_finite());
+            match c.encode(Value::Number(x)) {
+                Ok(words) => {
+                    prop_assert_eq!(words.len(), usize::from(c.kind.width()));
+                    let back = number(c.decode(&words));
+                    prop_assert!(
+                        (back - x).abs() <= resolution(&c, x),
+                        "{x} written as {words:?} reads back as {back}"
+                    );
+                }
+                // Only the edges of the raw range may round out of it.
+                Err(EncodeError::OutOfRawRange { raw: r, .. }) => {
+                    let (lo, hi) = c.kind.raw_range();
+                    prop_assert!(r < lo || r > hi, "{x} refused with raw {r} in range");
+                }
+                Err(e) => prop_assert!(false, "{x} refused: {e}"),
+            }
+        }
+
+        #[test]
+        fn prop_codec_bools_round_trip(b in any::<bool>(), word in any::<u16>()) {
+            let c = Codec { kind: ValueType::Bool, ..Codec::default() };
+            let words = c.encode(Value::Bool(b)).unwrap();
+            prop_assert_eq!(c.decode(&words), Some(Value::Bool(b)));
+            let read = c.decode(&[word]).unwrap();
+            prop_assert_eq!(c.parse(&c.format(read)), Ok(read));
+        }
+
+        #[test]
+        fn prop_codec_encode_refuses_what_the_register_cannot_hold(
+            c in number_codec(),
+            offset_steps in -1e6f64..1e6,
+            factor in 1.0f64..1e6,
+            below in any::<bool>(),
+        ) {
+            // An offset in steps, so that f64 tells raw values apart beside it.
+            let c = Codec { offset: offset_steps * c.scale, ..c };
+            // A raw value beyond the type's range by a factor, on either side.
+            let (lo, hi) = c.kind.raw_range();
+            let raw = if below {
+                (lo - 1f64.max(-lo * 1e-6)) * factor
+            } else {
+                (hi + 1f64.max(hi * 1e-6)) * factor
+            };
+            let x = raw * c.scale + c.offset;
+            let refused = matches!(
+                c.encode(Value::Number(x)),
+                Err(EncodeError::OutOfRawRange { .. })
+            );
+            prop_assert!(refused, "{x} (raw {raw}) accepted");
+        }
+
+        #[test]
+        fn prop_codec_encode_refuses_beyond_min_max_and_non_finite(
+            c in number_codec(),
+            (min, max) in (-1e4f64..1e4, 0.0f64..1e4).prop_map(|(lo, span)| (lo, lo + span)),
+            x in prop_oneof![
+                any::<f64>(),
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                -2e4f64..2e4,
+            ],
+        ) {
+            let c = Codec { min: Some(min), max: Some(max), ..c };
+            match c.encode(Value::Number(x)) {
+                Ok(words) => {
+                    prop_assert!(x.is_finite() && (min..=max).contains(&x), "{x} accepted");
+                    let back = number(c.decode(&words));
+                    // Rounding to a raw step must not cross a limit (by more than float
+                    // noise, a millionth of a step); f32 rounding may.
+                    let slack = if c.kind == ValueType::F32 {
+                        resolution(&c, x)
+                    } else {
+                        arithmetic_slack(&c, x) + c.scale.abs() * 1e-6
+                    };
+                    prop_assert!(
+                        back >= min - slack && back <= max + slack,
+                        "{x} written as {words:?} reads back as {back}, outside {min}..={max}"
+                    );
+                }
+                Err(EncodeError::NotANumber(_)) => prop_assert!(!x.is_finite()),
+                Err(EncodeError::BelowMin { .. }) => prop_assert!(x < min),
+                Err(EncodeError::AboveMax { .. }) => prop_assert!(x > max),
+                Err(EncodeError::RoundsBeyondLimit { written, .. }) => {
+                    prop_assert!(!(min..=max).contains(&written));
+                }
+                Err(EncodeError::OutOfRawRange { .. } | EncodeError::NotABool(_)) => {}
+            }
+        }
+
+        #[test]
+        fn prop_codec_printed_values_parse_back(
+            c in number_codec(),
+            words in prop::collection::vec(any::<u16>(), 2),
+        ) {
+            let read = number(c.decode(&words));
+            prop_assume!(read.is_finite());
+            let text = c.format(Value::Number(read));
+            let parsed = c.parse(&text);
+            prop_assert!(parsed.is_ok(), "{read} printed as {text:?}: {parsed:?}");
+            let back = number(parsed.ok());
+            prop_assert!(
+                (back - read).abs() <= resolution(&c, read),
+                "{read} printed as {text:?} reads back as {back}"
+            );
+            // An integer register whose steps f64 tells apart beside the offset (not 1e-12
+            // beside 1e6): a command of the printed text writes the same words.
+            if c.kind != ValueType::F32 && arithmetic_slack(&c, read) * 4.0 < c.scale.abs() {
+                let width = usize::from(c.kind.width());
+                prop_assert_eq!(c.encode(Value::Number(back)), Ok(words[..width].to_vec()));
+            }
+        }
+    }
+}
