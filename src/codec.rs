@@ -470,7 +470,7 @@ mod tests {
 /// Properties over every type, word order, scale and offset (issue 10). A longer run:
 /// `PROPTEST_CASES=100000 cargo test --lib prop_`.
 #[cfg(test)]
-mod props {
+pub(crate) mod props {
     use proptest::prelude::*;
 
     use super::*;
@@ -533,7 +533,7 @@ mod props {
     /// How far a value may land from `x` once written or printed: half a raw step for the
     /// integer types; for f32, an f32 step of the raw value or of the printed value (printing
     /// rounds to f32 and then to the shortest text of that f32), or the smallest subnormal.
-    fn resolution(c: &Codec, x: f64) -> f64 {
+    pub(crate) fn resolution(c: &Codec, x: f64) -> f64 {
         let step = if c.kind == ValueType::F32 {
             let magnitude = (x - c.offset).abs().max(x.abs());
             2.0 * magnitude * f64::from(f32::EPSILON) + c.scale.abs() * 1e-44
@@ -541,6 +541,16 @@ mod props {
             c.scale.abs()
         };
         step / 2.0 + arithmetic_slack(c, x)
+    }
+
+    /// How far beyond min/max a written `x` may read back: rounding to a raw step must not
+    /// cross a limit (by more than float noise, a millionth of a step); f32 rounding may.
+    pub(crate) fn limit_slack(c: &Codec, x: f64) -> f64 {
+        if c.kind == ValueType::F32 {
+            resolution(c, x)
+        } else {
+            arithmetic_slack(c, x) + c.scale.abs() * 1e-6
+        }
     }
 
     fn number(value: Option<Value>) -> f64 {
@@ -642,13 +652,7 @@ mod props {
                 Ok(words) => {
                     prop_assert!(x.is_finite() && (min..=max).contains(&x), "{x} accepted");
                     let back = number(c.decode(&words));
-                    // Rounding to a raw step must not cross a limit (by more than float
-                    // noise, a millionth of a step); f32 rounding may.
-                    let slack = if c.kind == ValueType::F32 {
-                        resolution(&c, x)
-                    } else {
-                        arithmetic_slack(&c, x) + c.scale.abs() * 1e-6
-                    };
+                    let slack = limit_slack(&c, x);
                     prop_assert!(
                         back >= min - slack && back <= max + slack,
                         "{x} written as {words:?} reads back as {back}, outside {min}..={max}"
