@@ -139,9 +139,12 @@ impl Memory {
     /// Executes the request PDU (function code first) and returns the response PDU, or the
     /// exception code to answer with.
     pub fn execute(&mut self, pdu: &[u8]) -> Result<Vec<u8>, u8> {
-        let function = pdu[0];
+        let Some(&function) = pdu.first() else {
+            return Err(ILLEGAL_FUNCTION);
+        };
         match function {
             1..=6 if pdu.len() != 5 => Err(ILLEGAL_DATA_VALUE),
+            15 | 16 if pdu.len() < 6 => Err(ILLEGAL_DATA_VALUE),
             1 => read_bits(&self.coils, be(pdu, 1), be(pdu, 3), function),
             2 => read_bits(&self.discrete, be(pdu, 1), be(pdu, 3), function),
             3 => read_words(&self.holding, be(pdu, 1), be(pdu, 3), function),
@@ -257,4 +260,15 @@ mod tests {
         assert_eq!(m.execute(&[4, 0, 0, 0, 1]), Err(ILLEGAL_DATA_ADDRESS));
         assert_eq!(m.execute(&[0x2B, 0x0E, 1, 0]), Err(ILLEGAL_FUNCTION));
     }
+
+    #[test]
+    fn short_pdus_are_refused_not_indexed() {
+        // Found by prop_frame_execute_answers_every_pdu: an empty PDU and a write-multiple
+        // PDU of 5 bytes, [16, 0, 0, 0, 1], indexed past their end.
+        let mut m = Memory::default();
+        assert_eq!(m.execute(&[]), Err(ILLEGAL_FUNCTION));
+        assert_eq!(m.execute(&[16, 0, 0, 0, 1]), Err(ILLEGAL_DATA_VALUE));
+        assert_eq!(m.execute(&[15]), Err(ILLEGAL_DATA_VALUE));
+    }
 }
+
