@@ -680,4 +680,6 @@ fn password_path(file: &str, config: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
