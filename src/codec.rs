@@ -85,6 +85,13 @@ pub enum EncodeError {
     BelowMin { value: f64, min: f64 },
     #[error("{value} is above the maximum {max}")]
     AboveMax { value: f64, max: f64 },
+    #[error("{value} is written in steps of {step}: {written} is beyond the limit {limit}")]
+    RoundsBeyondLimit {
+        value: f64,
+        step: f64,
+        written: f64,
+        limit: f64,
+    },
     #[error("{value} does not fit a {kind} register after scaling (raw {raw})")]
     OutOfRawRange {
         value: f64,
@@ -196,6 +203,9 @@ impl Codec {
                 raw,
             });
         }
+        if self.kind != ValueType::F32 {
+            self.check_rounding(number, raw)?;
+        }
         // The range check above makes each cast exact.
         Ok(match self.kind {
             ValueType::Bool => vec![u16::from(raw != 0.0)],
@@ -207,17 +217,52 @@ impl Codec {
         })
     }
 
+    /// Refuses a raw value that rounding to the register's step took beyond `min`/`max`
+    /// (a step of 10 writes 1025 as 1030). Float noise of a millionth of a step is no step.
+    fn check_rounding(&self, number: f64, raw: f64) -> Result<(), EncodeError> {
+        let written = raw * self.scale + self.offset;
+        let noise =
+            self.scale.abs() * 1e-6 + 4.0 * f64::EPSILON * (written.abs() + self.offset.abs());
+        let below = self.min.filter(|min| written < min - noise);
+        match below.or(self.max.filter(|max| written > max + noise)) {
+            Some(limit) => Err(EncodeError::RoundsBeyondLimit {
+                value: number,
+                step: self.scale,
+                written,
+                limit,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Formats a value as published: `21.5`, `-157`, `true`.
     pub fn format(&self, value: Value) -> String {
         match value {
             Value::Bool(b) => b.to_string(),
-            // f32 data carries only f32 precision: print its shortest exact form.
-            Value::Number(n) if self.kind == ValueType::F32 => trim_zero(format!("{}", n as f32)),
-            Value::Number(n) => {
-                let decimals = decimals_of(self.scale) + decimals_of(self.offset);
-                trim_zero(format!("{:.*}", decimals, n))
-            }
+            Value::Number(n) if self.kind == ValueType::F32 => format_f32(n),
+            Value::Number(n) => trim_zero(format!("{:.*}", self.decimals(), n)),
         }
+    }
+
+    /// Decimals to print: those the scale and offset bring in, and at least two below the
+    /// step, so that a scale decimals cannot write in 9 places (1e-12, 2.5e-10) loses no step.
+    fn decimals(&self) -> usize {
+        let exact = decimals_of(self.scale) + decimals_of(self.offset);
+        let below_step = 2.0 - self.scale.abs().log10().floor();
+        // A finite non-zero scale makes this a small whole number.
+        exact.max(below_step.max(0.0) as usize)
+    }
+}
+
+/// f32 data carries only f32 precision: print the shortest text of that f32 (`230.7`, not
+/// `230.6999969482422`). A value that scaling took out of the normal f32 range would print
+/// as `inf` or lose digits as an f32: it keeps its f64 digits, with an exponent.
+fn format_f32(n: f64) -> String {
+    let normal = f64::from(f32::MIN_POSITIVE)..=f64::from(f32::MAX);
+    if n == 0.0 || normal.contains(&n.abs()) {
+        trim_zero(format!("{}", n as f32))
+    } else {
+        format!("{n:e}")
     }
 }
 
@@ -349,6 +394,65 @@ mod tests {
     }
 
     #[test]
+    fn rounding_to_a_step_never_crosses_min_or_max() {
+        // Found by prop_codec_encode_refuses_beyond_min_max_and_non_finite: 1025 in steps of
+        // 10 was written as 1030, above the maximum it had been checked against.
+        let tens = Codec {
+            kind: ValueType::I16,
+            scale: 10.0,
+            min: Some(-25.0),
+            max: Some(1025.0),
+            ..Codec::default()
+        };
+        assert!(matches!(
+            tens.encode(Value::Number(1025.0)),
+            Err(EncodeError::RoundsBeyondLimit {
+                written: 1030.0,
+                ..
+            })
+        ));
+        assert!(matches!(
+            tens.encode(Value::Number(-25.0)),
+            Err(EncodeError::RoundsBeyondLimit { written: -30.0, .. })
+        ));
+        assert_eq!(tens.encode(Value::Number(1024.0)), Ok(vec![102]));
+        // A limit on the step itself is not crossed by float noise: 102.3 is 1023 x 0.1.
+        let tenths = Codec {
+            scale: 0.1,
+            max: Some(102.3),
+            ..Codec::default()
+        };
+        assert_eq!(tenths.encode(Value::Number(102.3)), Ok(vec![1023]));
+    }
+
+    #[test]
+    fn tiny_scales_print_every_step() {
+        // Found by prop_codec_printed_values_parse_back: with scale 2.54e-10 the decimals
+        // stopped at 9, so raw 1 was published as "0".
+        let tiny = codec(ValueType::U16, 2.5e-10);
+        assert_eq!(tiny.format(tiny.decode(&[1]).unwrap()), "0.00000000025");
+        let pico = codec(ValueType::U32, 1e-12);
+        assert_eq!(pico.format(pico.decode(&[0, 3]).unwrap()), "0.000000000003");
+    }
+
+    #[test]
+    fn f32_scaled_beyond_f32_keeps_its_digits() {
+        // Found by prop_codec_printed_values_parse_back: an f32 near its maximum times a
+        // scale of 2566 was published as "inf".
+        let big = codec(ValueType::F32, 10.0);
+        let words = big.split(f32::MAX.to_bits());
+        let text = big.format(big.decode(&words).unwrap());
+        assert_eq!(text, "3.4028234663852886e39");
+        assert_eq!(big.parse(&text).ok(), big.decode(&words));
+        let small = codec(ValueType::F32, 1e-12);
+        let words = small.split(1e-30f32.to_bits());
+        assert_eq!(
+            small.format(small.decode(&words).unwrap()),
+            "1.0000000031710769e-42"
+        );
+    }
+
+    #[test]
     fn parse_commands() {
         let n = codec(ValueType::U16, 1.0);
         assert_eq!(n.parse(" 512 "), Ok(Value::Number(512.0)));
@@ -360,5 +464,231 @@ mod tests {
         assert_eq!(b.parse("ON"), Ok(Value::Bool(true)));
         assert_eq!(b.parse("0"), Ok(Value::Bool(false)));
         assert!(b.parse("2").is_err());
+    }
+}
+
+/// Properties over every type, word order, scale and offset (issue 10). A longer run:
+/// `PROPTEST_CASES=100000 cargo test --lib prop_`.
+#[cfg(test)]
+pub(crate) mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NUMBER_KINDS: [ValueType; 5] = [
+        ValueType::U16,
+        ValueType::I16,
+        ValueType::U32,
+        ValueType::I32,
+        ValueType::F32,
+    ];
+
+    /// Scales as users write them (0.1, 0.25, -1) and any magnitude from 1e-12 to 1e12.
+    fn scale() -> impl Strategy<Value = f64> {
+        let written = prop::sample::select(vec![
+            1.0, 0.1, 0.01, 0.001, 0.0001, 1e-6, 0.25, 0.5, 2.0, 10.0, 100.0, 0.0125, -1.0, -0.1,
+        ]);
+        let any_magnitude = (-12.0f64..12.0, any::<bool>()).prop_map(|(e, negative)| {
+            if negative {
+                -(10f64.powf(e))
+            } else {
+                10f64.powf(e)
+            }
+        });
+        prop_oneof![written, any_magnitude]
+    }
+
+    fn offset() -> impl Strategy<Value = f64> {
+        let written = prop::sample::select(vec![0.0, -40.0, 273.15, 0.5, -0.1, 1e6]);
+        prop_oneof![written, -1e6f64..1e6]
+    }
+
+    fn word_order() -> impl Strategy<Value = WordOrder> {
+        prop::sample::select(vec![WordOrder::Big, WordOrder::Little])
+    }
+
+    /// A numeric codec without min/max.
+    fn number_codec() -> impl Strategy<Value = Codec> {
+        (
+            prop::sample::select(NUMBER_KINDS.to_vec()),
+            word_order(),
+            scale(),
+            offset(),
+        )
+            .prop_map(|(kind, word_order, scale, offset)| Codec {
+                kind,
+                word_order,
+                scale,
+                offset,
+                min: None,
+                max: None,
+            })
+    }
+
+    /// Float error of `(x - offset) / scale` and back, beyond the rounding to a raw value.
+    fn arithmetic_slack(c: &Codec, x: f64) -> f64 {
+        8.0 * f64::EPSILON * (x.abs() + c.offset.abs() + c.scale.abs())
+    }
+
+    /// How far a value may land from `x` once written or printed: half a raw step for the
+    /// integer types; for f32, an f32 step of the raw value or of the printed value (printing
+    /// rounds to f32 and then to the shortest text of that f32), or the smallest subnormal.
+    pub(crate) fn resolution(c: &Codec, x: f64) -> f64 {
+        let step = if c.kind == ValueType::F32 {
+            let magnitude = (x - c.offset).abs().max(x.abs());
+            2.0 * magnitude * f64::from(f32::EPSILON) + c.scale.abs() * 1e-44
+        } else {
+            c.scale.abs()
+        };
+        step / 2.0 + arithmetic_slack(c, x)
+    }
+
+    /// How far beyond min/max a written `x` may read back: rounding to a raw step must not
+    /// cross a limit (by more than float noise, a millionth of a step); f32 rounding may.
+    pub(crate) fn limit_slack(c: &Codec, x: f64) -> f64 {
+        if c.kind == ValueType::F32 {
+            resolution(c, x)
+        } else {
+            arithmetic_slack(c, x) + c.scale.abs() * 1e-6
+        }
+    }
+
+    fn number(value: Option<Value>) -> f64 {
+        match value {
+            Some(Value::Number(n)) => n,
+            other => panic!("not a number: {other:?}"),
+        }
+    }
+
+    /// A raw value the type holds, as f64 (integral for the integer types).
+    fn raw_in_range(kind: ValueType) -> BoxedStrategy<f64> {
+        let (lo, hi) = kind.raw_range();
+        if kind == ValueType::F32 {
+            any::<f32>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(f64::from)
+                .boxed()
+        } else {
+            (lo as i64..=hi as i64).prop_map(|r| r as f64).boxed()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn prop_codec_decode_of_encode_is_within_resolution(
+            (c, raw, fraction) in number_codec().prop_flat_map(|c| {
+                let raw = raw_in_range(c.kind);
+                (Just(c), raw, -0.5f64..0.5)
+            })
+        ) {
+            // A value near one the register holds: a raw value, off by up to half a step.
+            let x = (raw + fraction) * c.scale + c.offset;
+            prop_assume!(x.is_finite());
+            match c.encode(Value::Number(x)) {
+                Ok(words) => {
+                    prop_assert_eq!(words.len(), usize::from(c.kind.width()));
+                    let back = number(c.decode(&words));
+                    prop_assert!(
+                        (back - x).abs() <= resolution(&c, x),
+                        "{x} written as {words:?} reads back as {back}"
+                    );
+                }
+                // Only the edges of the raw range may round out of it.
+                Err(EncodeError::OutOfRawRange { raw: r, .. }) => {
+                    let (lo, hi) = c.kind.raw_range();
+                    prop_assert!(r < lo || r > hi, "{x} refused with raw {r} in range");
+                }
+                Err(e) => prop_assert!(false, "{x} refused: {e}"),
+            }
+        }
+
+        #[test]
+        fn prop_codec_bools_round_trip(b in any::<bool>(), word in any::<u16>()) {
+            let c = Codec { kind: ValueType::Bool, ..Codec::default() };
+            let words = c.encode(Value::Bool(b)).unwrap();
+            prop_assert_eq!(c.decode(&words), Some(Value::Bool(b)));
+            let read = c.decode(&[word]).unwrap();
+            prop_assert_eq!(c.parse(&c.format(read)), Ok(read));
+        }
+
+        #[test]
+        fn prop_codec_encode_refuses_what_the_register_cannot_hold(
+            c in number_codec(),
+            offset_steps in -1e6f64..1e6,
+            factor in 1.0f64..1e6,
+            below in any::<bool>(),
+        ) {
+            // An offset in steps, so that f64 tells raw values apart beside it.
+            let c = Codec { offset: offset_steps * c.scale, ..c };
+            // A raw value beyond the type's range by a factor, on either side.
+            let (lo, hi) = c.kind.raw_range();
+            let raw = if below {
+                (lo - 1f64.max(-lo * 1e-6)) * factor
+            } else {
+                (hi + 1f64.max(hi * 1e-6)) * factor
+            };
+            let x = raw * c.scale + c.offset;
+            let refused = matches!(
+                c.encode(Value::Number(x)),
+                Err(EncodeError::OutOfRawRange { .. })
+            );
+            prop_assert!(refused, "{x} (raw {raw}) accepted");
+        }
+
+        #[test]
+        fn prop_codec_encode_refuses_beyond_min_max_and_non_finite(
+            c in number_codec(),
+            (min, max) in (-1e4f64..1e4, 0.0f64..1e4).prop_map(|(lo, span)| (lo, lo + span)),
+            x in prop_oneof![
+                any::<f64>(),
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                -2e4f64..2e4,
+            ],
+        ) {
+            let c = Codec { min: Some(min), max: Some(max), ..c };
+            match c.encode(Value::Number(x)) {
+                Ok(words) => {
+                    prop_assert!(x.is_finite() && (min..=max).contains(&x), "{x} accepted");
+                    let back = number(c.decode(&words));
+                    let slack = limit_slack(&c, x);
+                    prop_assert!(
+                        back >= min - slack && back <= max + slack,
+                        "{x} written as {words:?} reads back as {back}, outside {min}..={max}"
+                    );
+                }
+                Err(EncodeError::NotANumber(_)) => prop_assert!(!x.is_finite()),
+                Err(EncodeError::BelowMin { .. }) => prop_assert!(x < min),
+                Err(EncodeError::AboveMax { .. }) => prop_assert!(x > max),
+                Err(EncodeError::RoundsBeyondLimit { written, .. }) => {
+                    prop_assert!(!(min..=max).contains(&written));
+                }
+                Err(EncodeError::OutOfRawRange { .. } | EncodeError::NotABool(_)) => {}
+            }
+        }
+
+        #[test]
+        fn prop_codec_printed_values_parse_back(
+            c in number_codec(),
+            words in prop::collection::vec(any::<u16>(), 2),
+        ) {
+            let read = number(c.decode(&words));
+            prop_assume!(read.is_finite());
+            let text = c.format(Value::Number(read));
+            let parsed = c.parse(&text);
+            prop_assert!(parsed.is_ok(), "{read} printed as {text:?}: {parsed:?}");
+            let back = number(parsed.ok());
+            prop_assert!(
+                (back - read).abs() <= resolution(&c, read),
+                "{read} printed as {text:?} reads back as {back}"
+            );
+            // An integer register whose steps f64 tells apart beside the offset (not 1e-12
+            // beside 1e6): a command of the printed text writes the same words.
+            if c.kind != ValueType::F32 && arithmetic_slack(&c, read) * 4.0 < c.scale.abs() {
+                let width = usize::from(c.kind.width());
+                prop_assert_eq!(c.encode(Value::Number(back)), Ok(words[..width].to_vec()));
+            }
+        }
     }
 }

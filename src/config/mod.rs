@@ -89,7 +89,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_owned();
-            let key = key_at(text, span.start);
+            // A missing key is named only in the message; the span is the table lacking it.
+            let key =
+                missing_field(&message).map_or_else(|| key_at(text, span.start), str::to_owned);
             v.problem(span, &key, message);
             None
         }
@@ -103,16 +105,23 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
 }
 
-/// The key written on the line at `offset`: for errors serde reports against a value.
+/// The key written on the line at `offset`: for errors serde reports against a value. A
+/// line that names none (`[` cut short, `= 1`) is quoted whole.
 fn key_at(text: &str, offset: usize) -> String {
     let start = text[..offset.min(text.len())]
         .rfind('\n')
         .map_or(0, |i| i + 1);
-    let line = text[start..].lines().next().unwrap_or("");
-    match line.split_once('=') {
-        Some((key, _)) => key.trim().to_owned(),
-        None => line.trim().trim_matches(['[', ']']).to_owned(),
-    }
+    let line = text[start..].lines().next().unwrap_or("").trim();
+    let key = match line.split_once('=') {
+        Some((key, _)) => key.trim(),
+        None => line.trim_matches(['[', ']']),
+    };
+    if key.is_empty() { line } else { key }.to_owned()
+}
+
+/// The key of serde's "missing field `port`".
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
 }
 
 struct Validator<'a> {
@@ -707,5 +716,7 @@ fn password_path(file: &str, config: &Path) -> PathBuf {
     }
 }
 
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

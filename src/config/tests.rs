@@ -169,3 +169,16 @@ fn relative_password_file_sits_beside_the_config_and_client_id_names_the_host() 
     assert!(config.mqtt.client_id.starts_with("rtu2mqtt-"));
     assert!(config.mqtt.client_id.len() > "rtu2mqtt-".len());
 }
+
+#[test]
+fn missing_keys_and_lines_cut_short_are_named() {
+    // Found by prop_config_edits_of_the_shipped_configs_name_line_and_key: an empty file
+    // and one cut after "[" were reported with an empty key.
+    let p = problems("");
+    assert_eq!((p[0].line, p[0].key.as_str()), (1, "bus"));
+    let p = problems(&format!("{BUS}[[device]]\nunit = 1\n"));
+    assert_eq!((p[0].line, p[0].key.as_str()), (3, "name"));
+    assert_eq!(p[0].message, "missing field `name`");
+    let p = problems(&format!("{BUS}[["));
+    assert_eq!((p[0].line, p[0].key.as_str()), (3, "[["));
+}

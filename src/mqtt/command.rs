@@ -103,3 +103,170 @@ mod tests {
         assert_eq!(long.chars().count(), MAX_PAYLOAD + 1);
     }
 }
+
+/// Properties of command payloads from the network (issue 10).
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::codec::props::{limit_slack, resolution};
+    use crate::codec::{Value, ValueType};
+    use crate::config::Table;
+
+    /// Every kind of writable register, scaled, offset and limited.
+    const REGISTERS: &str = r#"
+bus = { port = "/dev/null" }
+[[device]]
+name = "d"
+unit = 7
+register = [
+  { name = "energy", address = 0, type = "u32", scale = 0.01, offset = -100, min = -50, max = 4e7, writable = true },
+  { name = "count", address = 2, type = "i32", word_order = "little", scale = 10, offset = 5, writable = true },
+  { name = "setpoint", address = 4, type = "f32", scale = 0.5, offset = 1, min = -1000, max = 1000, writable = true },
+  { name = "raw_float", address = 6, type = "f32", word_order = "little", writable = true },
+  { name = "flag", address = 8, type = "bool", writable = true },
+  { name = "tens", address = 9, type = "i16", scale = 10, min = -25, max = 1025, writable = true },
+  { name = "tenths", address = 10, scale = 0.1, write_function = 16, writable = true },
+  { name = "signed", address = 11, type = "i16", scale = -0.25, offset = 3, writable = true },
+  { name = "relay", address = 0, table = "coil", writable = true },
+  { name = "input", address = 0, table = "input" },
+]
+"#;
+
+    fn configs() -> [Config; 2] {
+        let path = std::path::Path::new("t");
+        [crate::config::EXAMPLE, REGISTERS].map(|text| crate::config::parse(text, path).unwrap())
+    }
+
+    /// Text from pieces users, scripts and attackers send.
+    fn text_payload() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop::sample::select(vec![
+            "",
+            " ",
+            "\t",
+            "\n",
+            "\u{a0}",
+            "\u{3000}",
+            "+",
+            "-",
+            ".",
+            "e",
+            "E",
+            "e-",
+            "e+",
+            "0",
+            "1",
+            "5",
+            "9",
+            "12",
+            "1023",
+            "1024",
+            "65535",
+            "65536",
+            "4294967296",
+            "-0",
+            "inf",
+            "-inf",
+            "infinity",
+            "NaN",
+            "nan",
+            "1e-400",
+            "1e400",
+            "1e38",
+            "3.5e38",
+            "0x10",
+            "0b1",
+            "1_000",
+            "١٢",
+            "１２",
+            "²",
+            "on",
+            "OFF",
+            "true",
+            "False",
+            "yes",
+            ",",
+            "\0",
+            "999999999999999999999999999999",
+        ]);
+        prop::collection::vec(piece, 1..6).prop_map(|pieces| pieces.concat().into_bytes())
+    }
+
+    /// Any bytes, numbers printed every way, and pieces of text.
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..80),
+            any::<f64>().prop_map(|f| f.to_string().into_bytes()),
+            any::<f64>().prop_map(|f| format!("{f:e}").into_bytes()),
+            (-2e9f64..2e9).prop_map(|f| f.to_string().into_bytes()),
+            (-100_000i64..100_000).prop_map(|i| i.to_string().into_bytes()),
+            text_payload(),
+        ]
+    }
+
+    fn targets(config: &Config) -> Vec<Option<(usize, usize)>> {
+        let registers = config
+            .devices
+            .iter()
+            .enumerate()
+            .flat_map(|(d, device)| (0..device.registers.len()).map(move |r| Some((d, r))));
+        registers.chain([None]).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn prop_command_payloads_never_panic_and_stay_in_range(payload in payload()) {
+            for config in configs() {
+                for target in targets(&config) {
+                    let Ok(command) = parse(&config, target, "t", &payload) else {
+                        continue;
+                    };
+                    let (d, r) = target.expect("an accepted command has a register");
+                    let device = &config.devices[d];
+                    let register = &device.registers[r];
+                    prop_assert!(register.writable);
+                    prop_assert_eq!(command.write.unit, device.unit);
+                    prop_assert_eq!(command.write.address, register.address);
+                    let codec = &register.codec;
+                    let words = match (&command.write.data, register.table) {
+                        (WriteData::Coil(on), Table::Coil) => vec![u16::from(*on)],
+                        (WriteData::Register(word), Table::Holding) => vec![*word],
+                        (WriteData::Registers(words), Table::Holding) => words.clone(),
+                        (data, table) => panic!("{data:?} written to the {table:?} table"),
+                    };
+                    prop_assert_eq!(words.len(), usize::from(codec.kind.width()));
+                    let text = std::str::from_utf8(&payload).unwrap().trim();
+                    match codec.decode(&words) {
+                        Some(Value::Bool(on)) => {
+                            let word = text.to_ascii_lowercase();
+                            let expected = ["on", "true", "1"].contains(&word.as_str());
+                            prop_assert_eq!(on, expected, "{:?} written as {}", text, on);
+                        }
+                        Some(Value::Number(written)) => {
+                            // The payload as a number, and what the register holds of it.
+                            let asked: f64 = text.parse().unwrap();
+                            prop_assert!(written.is_finite());
+                            prop_assert!(
+                                (written - asked).abs() <= resolution(codec, asked),
+                                "{text:?} written as {words:?}, which reads {written}"
+                            );
+                            let slack = limit_slack(codec, asked);
+                            let min = codec.min.unwrap_or(f64::NEG_INFINITY);
+                            let max = codec.max.unwrap_or(f64::INFINITY);
+                            prop_assert!(
+                                written >= min - slack && written <= max + slack,
+                                "{text:?} written as {written}, outside {min}..={max}"
+                            );
+                            if codec.kind == ValueType::F32 {
+                                let raw = (written - codec.offset) / codec.scale;
+                                prop_assert!(raw.abs() <= f64::from(f32::MAX));
+                            }
+                        }
+                        None => panic!("{words:?} do not decode"),
+                    }
+                }
+            }
+        }
+    }
+}

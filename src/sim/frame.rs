@@ -127,9 +127,12 @@ impl Memory {
     /// Executes the request PDU (function code first) and returns the response PDU, or the
     /// exception code to answer with.
     pub fn execute(&mut self, pdu: &[u8]) -> Result<Vec<u8>, u8> {
-        let function = pdu[0];
+        let Some(&function) = pdu.first() else {
+            return Err(ILLEGAL_FUNCTION);
+        };
         match function {
             1..=6 if pdu.len() != 5 => Err(ILLEGAL_DATA_VALUE),
+            15 | 16 if pdu.len() < 6 => Err(ILLEGAL_DATA_VALUE),
             1 => read_bits(&self.coils, be(pdu, 1), be(pdu, 3), function),
             2 => read_bits(&self.discrete, be(pdu, 1), be(pdu, 3), function),
             3 => read_words(&self.holding, be(pdu, 1), be(pdu, 3), function),
@@ -244,5 +247,146 @@ mod tests {
         assert_eq!((m.coils[&0], m.coils[&1], m.coils[&2]), (false, true, true));
         assert_eq!(m.execute(&[4, 0, 0, 0, 1]), Err(ILLEGAL_DATA_ADDRESS));
         assert_eq!(m.execute(&[0x2B, 0x0E, 1, 0]), Err(ILLEGAL_FUNCTION));
+    }
+
+    #[test]
+    fn short_pdus_are_refused_not_indexed() {
+        // Found by prop_frame_execute_answers_every_pdu: an empty PDU and a write-multiple
+        // PDU of 5 bytes, [16, 0, 0, 0, 1], indexed past their end.
+        let mut m = Memory::default();
+        assert_eq!(m.execute(&[]), Err(ILLEGAL_FUNCTION));
+        assert_eq!(m.execute(&[16, 0, 0, 0, 1]), Err(ILLEGAL_DATA_VALUE));
+        assert_eq!(m.execute(&[15]), Err(ILLEGAL_DATA_VALUE));
+    }
+}
+
+/// Properties of what the simulated slave reads from the line (issue 10).
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A request of a known function code with a good CRC, for any unit.
+    fn request() -> impl Strategy<Value = Vec<u8>> {
+        let fixed = (any::<u8>(), 1u8..=6, prop::collection::vec(any::<u8>(), 4))
+            .prop_map(|(unit, function, rest)| [vec![unit, function], rest].concat());
+        let multiple = (
+            any::<u8>(),
+            prop::sample::select(vec![15u8, 16]),
+            prop::collection::vec(any::<u8>(), 4),
+            prop::collection::vec(any::<u8>(), 0..40),
+        )
+            .prop_map(|(unit, function, head, data)| {
+                let count = u8::try_from(data.len()).unwrap_or(u8::MAX);
+                [vec![unit, function], head, vec![count], data].concat()
+            });
+        prop_oneof![fixed, multiple].prop_map(with_crc)
+    }
+
+    /// What a line carries: requests, noise, truncated frames and frames with a bad CRC.
+    fn line() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            request(),
+            prop::collection::vec(any::<u8>(), 0..12),
+            (request(), any::<prop::sample::Index>())
+                .prop_map(|(frame, cut)| frame[..cut.index(frame.len())].to_vec()),
+            (request(), any::<prop::sample::Index>(), 1u8..).prop_map(|(mut frame, at, flip)| {
+                let at = at.index(frame.len());
+                frame[at] ^= flip;
+                frame
+            }),
+            prop::collection::vec(any::<u8>(), 2..10).prop_map(with_crc),
+        ];
+        prop::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
+    }
+
+    /// Splits a stream into frames as the simulated slave does; what is left is incomplete.
+    fn frames(mut buf: &[u8]) -> Result<Vec<&[u8]>, TestCaseError> {
+        let mut found = Vec::new();
+        loop {
+            match parse_request(buf) {
+                Parsed::Incomplete => return Ok(found),
+                Parsed::Garbage => buf = &buf[1..],
+                Parsed::Frame(len) => {
+                    prop_assert!((4..=buf.len()).contains(&len), "frame of {len} bytes");
+                    let (frame, rest) = buf.split_at(len);
+                    prop_assert!(crc_ok(frame), "bad CRC in {frame:?}");
+                    found.push(frame);
+                    buf = rest;
+                }
+            }
+        }
+    }
+
+    fn memory() -> impl Strategy<Value = Memory> {
+        let bits = || prop::collection::btree_map(0u16..40, any::<bool>(), 0..40);
+        let words = || prop::collection::btree_map(0u16..40, any::<u16>(), 0..40);
+        (bits(), bits(), words(), words()).prop_map(|(coils, discrete, holding, input)| Memory {
+            coils,
+            discrete,
+            holding,
+            input,
+        })
+    }
+
+    /// Requests for the addresses a memory has, and any bytes at all.
+    fn pdu() -> impl Strategy<Value = Vec<u8>> {
+        let request = (
+            prop_oneof![1u8..=6, Just(15), Just(16), any::<u8>()],
+            0u16..48,
+            prop_oneof![0u16..130, Just(2000), any::<u16>()],
+            prop::collection::vec(any::<u8>(), 0..12),
+        )
+            .prop_map(|(function, address, count, tail)| {
+                let mut pdu = vec![function];
+                pdu.extend(address.to_be_bytes());
+                pdu.extend(count.to_be_bytes());
+                pdu.extend(tail);
+                pdu
+            });
+        prop_oneof![request, prop::collection::vec(any::<u8>(), 0..20)]
+    }
+
+    proptest! {
+        #[test]
+        fn prop_frame_parse_request_never_lies(stream in line()) {
+            frames(&stream)?;
+        }
+
+        #[test]
+        fn prop_frame_requests_back_to_back_are_each_found(
+            requests in prop::collection::vec(request(), 0..6),
+        ) {
+            let stream = requests.concat();
+            let found = frames(&stream)?;
+            prop_assert_eq!(found, requests.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn prop_frame_execute_answers_every_pdu(mut memory in memory(), pdu in pdu()) {
+            match memory.execute(&pdu) {
+                Err(code) => prop_assert!(
+                    [ILLEGAL_FUNCTION, ILLEGAL_DATA_ADDRESS, ILLEGAL_DATA_VALUE].contains(&code)
+                ),
+                Ok(answer) => {
+                    let count = usize::from(be(&pdu, 3));
+                    match pdu[0] {
+                        1 | 2 => {
+                            prop_assert_eq!(usize::from(answer[1]), count.div_ceil(8));
+                            prop_assert_eq!(answer.len(), 2 + count.div_ceil(8));
+                        }
+                        3 | 4 => {
+                            prop_assert_eq!(usize::from(answer[1]), 2 * count);
+                            prop_assert_eq!(answer.len(), 2 + 2 * count);
+                        }
+                        5 | 6 => prop_assert_eq!(&answer, &pdu),
+                        15 | 16 => prop_assert_eq!(&answer, &pdu[..5]),
+                        other => prop_assert!(false, "function {other} answered {answer:?}"),
+                    }
+                    prop_assert_eq!(answer[0], pdu[0]);
+                }
+            }
+        }
     }
 }
