@@ -404,10 +404,15 @@ async fn change_mode_publishes_changes_beyond_the_deadband_and_republishes_when_
     let sim = start_sim(&example());
     let watcher = Watcher::connect(broker.port, TEMPERATURE).await;
     // Polled every 200 ms; published on a change of more than 0.2 °C, or after 1 s of quiet.
-    let text = example_text(&sim.path, broker.port).replace(
-        "scale = 0.1                   # published",
-        "publish = \"change\"\ndeadband = 0.2\nrepublish = \"1s\"\nscale = 0.1  # published",
-    );
+    let text = example_text(&sim.path, broker.port)
+        .replace(
+            "publish = \"always\"            # always | change",
+            "publish = \"change\"\ndeadband = 0.2",
+        )
+        .replace(
+            "republish = \"5m\"              # with change",
+            "republish = \"1s\"  # with change",
+        );
     let gateway = GatewayProcess::start(&text);
     assert!(
         watcher.wait_payload(TEMPERATURE, "21.5").await,

@@ -356,10 +356,13 @@ impl GatewayProcess {
     }
 }
 
-/// The example config on `port` and `broker`, polling faster so tests are quick.
+/// The example config on `port` and `broker`, polling faster so tests are quick, and
+/// publishing every poll (the example's sensors publish changes only), so that tests can
+/// count polls on the values' topics.
 pub fn example_text(port: &str, broker: u16) -> String {
     rtu2mqtt::config::EXAMPLE
         .replace("port = \"/dev/ttyUSB0\"", &format!("port = \"{port}\""))
         .replace("[mqtt]\n", &format!("[mqtt]\nport = {broker}\n"))
         .replace("poll = \"2s\"", "poll = \"200ms\"")
+        .replace("publish = \"change\"", "publish = \"always\"")
 }
