@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use rtu2mqtt::config::Table;
 use rtu2mqtt::sim::Fault;
 
-use crate::util::{Broker, DEADLINE, GatewayProcess, Watcher, example, example_text, start_sim};
+use crate::util::{
+    Broker, DEADLINE, GatewayProcess, Watcher, example, example_text, publishing_gateway, start_sim,
+};
 
 const STATE: &str = "rtu2mqtt/bridge/state";
 const ERRORS: &str = "rtu2mqtt/bridge/error";
@@ -214,19 +216,13 @@ async fn sigterm_says_offline_and_exits_zero_within_a_second() {
     assert!(watcher.wait_payload(STATE, "online").await);
     let sent = Instant::now();
     gateway.signal("TERM");
-    let status = loop {
-        if let Some(status) = gateway.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            sent.elapsed() < Duration::from_secs(5),
-            "still running\n{}",
-            gateway.log()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let status = gateway.wait_exit(Duration::from_secs(5)).await;
     let took = sent.elapsed();
-    assert!(status.success(), "{status:?}\n{}", gateway.log());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        gateway.log()
+    );
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert!(watcher.wait_payload(STATE, "offline").await);
 }
@@ -283,16 +279,8 @@ async fn broker_restart_resumes_publishing_and_commands() {
         return;
     }
     let mut broker = Broker::start();
-    let sim = start_sim(&example());
-    let gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
-    {
-        let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
-        assert!(
-            watcher.wait_payload(TEMPERATURE, "21.5").await,
-            "{}",
-            gateway.log()
-        );
-    }
+    let port = broker.port;
+    let (sim, gateway) = publishing_gateway(&broker, |path| example_text(path, port)).await;
     broker.stop();
     // Polling goes on without the broker.
     let polls = sim.sim.seen().len();

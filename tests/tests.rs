@@ -3,6 +3,7 @@
 mod bus;
 mod cli;
 mod faults;
+mod lifecycle;
 mod mqtt;
 mod systemd;
 mod util;

@@ -341,6 +341,30 @@ impl GatewayProcess {
         GatewayProcess { child, dir }
     }
 
+    /// The config file it runs from.
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// Replaces its config file, for a reload.
+    pub fn rewrite_config(&self, config_text: &str) {
+        std::fs::write(self.config_path(), config_text).expect("rewrite config");
+    }
+
+    /// Waits until the process has ended, at most `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// What the gateway logged so far, for assertion messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
@@ -354,6 +378,25 @@ impl GatewayProcess {
             .expect("run kill");
         assert!(status.success());
     }
+}
+
+/// The reference device simulated, and the gateway on `broker` with the config that
+/// `config_text` makes for the device's port, waited for until it publishes a value.
+pub async fn publishing_gateway(
+    broker: &Broker,
+    config_text: impl FnOnce(&str) -> String,
+) -> (SimBus, GatewayProcess) {
+    let sim = start_sim(&example());
+    let gateway = GatewayProcess::start(&config_text(&sim.path));
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    assert!(
+        watcher
+            .wait_payload("rtu2mqtt/climate/temperature", "21.5")
+            .await,
+        "{}",
+        gateway.log()
+    );
+    (sim, gateway)
 }
 
 /// The example config on `port` and `broker`, polling faster so tests are quick, and

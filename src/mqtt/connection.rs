@@ -122,8 +122,14 @@ struct Outage {
     failed_attempts: u32,
 }
 
-/// Polls the event loop until a clean disconnect has gone out or `stop` fires. rumqttc
-/// reconnects on the next poll after an error; the back-off between polls is ours.
+/// Polls the event loop until the broker has closed the connection after a clean
+/// disconnect, or `stop` fires. rumqttc reconnects on the next poll after an error; the
+/// back-off between polls is ours.
+///
+/// After the disconnect has gone out the loop goes on reading until the broker closes:
+/// a socket closed with its acknowledgements unread is reset, and the broker then drops
+/// whatever it had not read yet, such as the last `offline` messages. The caller keeps a
+/// client open meanwhile, since rumqttc drops the connection when its requests end.
 ///
 /// An outage is logged twice at the default level, when it starts and when it ends
 /// (SPEC "Quiet when things go wrong"); each failed attempt only at debug level.
@@ -136,6 +142,7 @@ pub async fn drive(
     let mut connected = false;
     let mut ever_connected = false;
     let mut outage: Option<Outage> = None;
+    let mut disconnecting = false;
     loop {
         let event = tokio::select! {
             () = stop.cancelled() => return,
@@ -168,8 +175,9 @@ pub async fn drive(
                     tracing::warn!("commands arrive faster than they can be handled: one dropped");
                 }
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
             Ok(_) => {}
+            Err(_) if disconnecting => return,
             Err(error) => {
                 match &mut outage {
                     Some(outage) => {
