@@ -44,21 +44,38 @@ fn seen(messages: &[Message], topic: &str, payload: &str, count: usize) -> bool 
         >= count
 }
 
+/// `text` with the PWM's commands taken on `topic`.
+fn pwm_commands_on(text: &str, topic: &str) -> String {
+    text.replacen(
+        "writable = true ",
+        &format!("command_topic = \"{topic}\"\nwritable = true "),
+        1,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_adds_and_removes_registers_on_the_same_connection() {
     let broker = Broker::start();
     let sim = start_sim(&example());
-    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let watcher = Watcher::connect(broker.port, "#").await;
     let full = gateway_text(&sim.path, broker.port);
-    let gateway = GatewayProcess::start(&without_register(&full, "test"));
+    let gateway = GatewayProcess::start(&pwm_commands_on(
+        &without_register(&full, "test"),
+        "gladys/pwm/set",
+    ));
     assert!(
         watcher.wait_payload(HUMIDITY, "55.3").await,
         "{}",
         gateway.log()
     );
+    watcher.publish("gladys/pwm/set", "100").await;
+    assert!(watcher.wait_payload(PWM, "100").await, "{}", gateway.log());
     assert!(watcher.payloads(TEST).is_empty());
 
-    gateway.rewrite_config(&without_register(&full, "humidity"));
+    gateway.rewrite_config(&pwm_commands_on(
+        &without_register(&full, "humidity"),
+        "gladys/pwm/command",
+    ));
     gateway.signal("HUP");
     // The added register is polled and published, the removed one's retained value
     // cleared with an empty retained message.
@@ -82,6 +99,19 @@ async fn sighup_adds_and_removes_registers_on_the_same_connection() {
         "humidity still retained: {:?}",
         late.payloads(HUMIDITY)
     );
+    // The subscriptions follow: the old command topic is no longer heard (not even
+    // refused), the new one is, and it goes through the restarted executor. Both come
+    // from one client, in order, so the old one would have been handled first.
+    watcher.publish("gladys/pwm/set", "7").await;
+    watcher.publish("gladys/pwm/command", "512").await;
+    assert!(watcher.wait_payload(PWM, "512").await, "{}", gateway.log());
+    assert_eq!(sim.sim.holding(10, 2), Some(512));
+    assert!(!watcher.payloads(PWM).contains(&"7".to_owned()));
+    assert!(
+        watcher.payloads(ERRORS).is_empty(),
+        "{:?}",
+        watcher.payloads(ERRORS)
+    );
     // The same MQTT session: one CONNECT in the log, `online` said once on bridge/state.
     let log = gateway.log();
     assert!(log.contains("config reloaded"), "{log}");
@@ -91,10 +121,6 @@ async fn sighup_adds_and_removes_registers_on_the_same_connection() {
         "{log}"
     );
     assert_eq!(watcher.payloads(STATE), ["online"], "{log}");
-    // Commands go through the restarted executor.
-    watcher.publish("rtu2mqtt/climate/pwm/set", "512").await;
-    assert!(watcher.wait_payload(PWM, "512").await, "{}", gateway.log());
-    assert_eq!(sim.sim.holding(10, 2), Some(512));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
