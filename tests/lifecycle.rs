@@ -4,7 +4,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Broker, GatewayProcess, Message, Watcher, example, example_text, publishing_gateway, start_sim,
+    Broker, GatewayProcess, Message, SimBus, Watcher, example, example_text, publishing_gateway,
+    start_sim,
 };
 
 const STATE: &str = "rtu2mqtt/bridge/state";
@@ -51,6 +52,34 @@ fn pwm_commands_on(text: &str, topic: &str) -> String {
         &format!("command_topic = \"{topic}\"\nwritable = true "),
         1,
     )
+}
+
+/// A broker, the reference device, a watcher of everything, and the gateway on the
+/// example (its config text returned too), waited for until it publishes.
+async fn publishing() -> (Broker, SimBus, Watcher, GatewayProcess, String) {
+    let broker = Broker::start();
+    let sim = start_sim(&example());
+    let watcher = Watcher::connect(broker.port, "#").await;
+    let text = gateway_text(&sim.path, broker.port);
+    let gateway = GatewayProcess::start(&text);
+    assert!(
+        watcher.wait_payload(TEMPERATURE, "21.5").await,
+        "{}",
+        gateway.log()
+    );
+    (broker, sim, watcher, gateway, text)
+}
+
+/// Asserts that three more temperature values arrive.
+async fn keeps_publishing(watcher: &Watcher, gateway: &GatewayProcess) {
+    let before = watcher.payloads(TEMPERATURE).len();
+    assert!(
+        watcher
+            .wait_for(|ms| ms.iter().filter(|m| m.topic == TEMPERATURE).count() >= before + 3)
+            .await,
+        "{}",
+        gateway.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,16 +154,7 @@ async fn sighup_adds_and_removes_registers_on_the_same_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_with_an_invalid_config_reports_it_and_keeps_the_old_one() {
-    let broker = Broker::start();
-    let sim = start_sim(&example());
-    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
-    let text = gateway_text(&sim.path, broker.port);
-    let mut gateway = GatewayProcess::start(&text);
-    assert!(
-        watcher.wait_payload(TEMPERATURE, "21.5").await,
-        "{}",
-        gateway.log()
-    );
+    let (_broker, _sim, watcher, mut gateway, text) = publishing().await;
 
     let broken = text.replacen("unit = 10 ", "unit = 0 ", 1);
     let line = broken
@@ -175,16 +195,41 @@ async fn sighup_with_an_invalid_config_reports_it_and_keeps_the_old_one() {
         "{log}"
     );
     // The old config goes on: more values from unit 10, and the process runs.
-    let before = watcher.payloads(TEMPERATURE).len();
+    keeps_publishing(&watcher, &gateway).await;
+    assert!(gateway.child.try_wait().expect("wait").is_none());
+    assert!(!gateway.log().contains("config reloaded"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reopens_the_port_for_a_new_bus_and_keeps_the_running_mqtt() {
+    let (_broker, _sim, watcher, gateway, text) = publishing().await;
+    gateway.rewrite_config(
+        &text
+            .replace("timeout = \"300ms\"", "timeout = \"200ms\"")
+            .replace("base_topic = \"rtu2mqtt\"", "base_topic = \"elsewhere\""),
+    );
+    gateway.signal("HUP");
     assert!(
-        watcher
-            .wait_for(|ms| ms.iter().filter(|m| m.topic == TEMPERATURE).count() >= before + 3)
-            .await,
+        gateway.wait_log("config reloaded").await,
         "{}",
         gateway.log()
     );
-    assert!(gateway.child.try_wait().expect("wait").is_none());
-    assert!(!gateway.log().contains("config reloaded"));
+    let log = gateway.log();
+    assert!(log.contains("reopening the port"), "{log}");
+    assert!(
+        log.contains("[mqtt] section changed: it takes a restart"),
+        "{log}"
+    );
+    // Values go on, under the base topic the connection was made with.
+    keeps_publishing(&watcher, &gateway).await;
+    assert!(
+        watcher
+            .messages()
+            .iter()
+            .all(|m| !m.topic.starts_with("elsewhere/")),
+        "{:?}",
+        watcher.messages()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

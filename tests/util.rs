@@ -365,6 +365,18 @@ impl GatewayProcess {
         }
     }
 
+    /// Waits until the log has `text`; false after the deadline.
+    pub async fn wait_log(&self, text: &str) -> bool {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while !self.log().contains(text) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     /// What the gateway logged so far, for assertion messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
