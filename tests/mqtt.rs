@@ -437,3 +437,38 @@ async fn change_mode_publishes_changes_beyond_the_deadband_and_republishes_when_
     );
     assert_eq!(watcher.payloads(TEMPERATURE), ["21.5", "23", "23"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_qos_0_is_for_values_alone() {
+    use rumqttc::QoS;
+    let broker = Broker::start();
+    let port = broker.port;
+    let (_sim, gateway) = publishing_gateway(&broker, |path| {
+        example_text(path, port).replace("# value_qos = 0 ", "value_qos = 0 #")
+    })
+    .await;
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    watcher
+        .publish("rtu2mqtt/climate/pwm/set", "nonsense")
+        .await;
+    let fresh = |ms: &[crate::util::Message]| {
+        ms.iter().any(|m| m.topic == TEMPERATURE && !m.retain)
+            && ms.iter().any(|m| m.topic == ERRORS)
+    };
+    assert!(watcher.wait_for(fresh).await, "{}", gateway.log());
+    for m in watcher.messages() {
+        // Retained copies come at the subscription's QoS whatever they were sent with.
+        if m.retain {
+            continue;
+        }
+        let value = ["temperature", "humidity", "pwm", "test"]
+            .iter()
+            .any(|r| m.topic == format!("rtu2mqtt/climate/{r}"));
+        let expected = if value {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        assert_eq!(m.qos, expected, "{m:?}");
+    }
+}

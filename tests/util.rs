@@ -194,6 +194,8 @@ pub struct Message {
     pub topic: String,
     pub payload: String,
     pub retain: bool,
+    /// As delivered: the lower of the publisher's and the subscription's (1).
+    pub qos: rumqttc::QoS,
 }
 
 impl Drop for Watcher {
@@ -242,6 +244,7 @@ impl Watcher {
                             topic: p.topic.clone(),
                             payload: String::from_utf8_lossy(&p.payload).into_owned(),
                             retain: p.retain,
+                            qos: p.qos,
                         });
                         notify.notify_waiters();
                     }
