@@ -151,15 +151,25 @@ pub async fn drive(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 let broker = eventloop.mqtt_options.broker_address();
-                let failed_attempts = outage.as_ref().map_or(0, |o| o.failed_attempts);
                 match outage.take() {
-                    Some(Outage { since, .. }) if ever_connected => tracing::info!(
-                        ?broker,
+                    Some(Outage {
+                        since,
                         failed_attempts,
-                        away = %humantime::format_duration(Duration::from_secs(since.elapsed().as_secs())),
-                        "MQTT broker back"
+                    }) if ever_connected => {
+                        // Whole seconds: the line is read by people, not compared.
+                        let away = Duration::from_secs(since.elapsed().as_secs());
+                        tracing::info!(
+                            ?broker,
+                            failed_attempts,
+                            away = %humantime::format_duration(away),
+                            "MQTT broker back"
+                        );
+                    }
+                    outage => tracing::info!(
+                        ?broker,
+                        failed_attempts = outage.map_or(0, |o| o.failed_attempts),
+                        "connected to the MQTT broker"
                     ),
-                    _ => tracing::info!(?broker, failed_attempts, "connected to the MQTT broker"),
                 }
                 connected = true;
                 ever_connected = true;
