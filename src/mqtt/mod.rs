@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +40,17 @@ pub struct Outcome {
     pub command: Command,
     pub topic: String,
     pub payload: String,
-    pub result: Result<Value, BusError>,
+    pub result: Result<Value, CommandError>,
+}
+
+/// Why an accepted command came to nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// A reload stopped the executor before the command's turn: its register may be gone.
+    #[error("not written: the config was reloaded before its turn; send it again")]
+    Withdrawn,
 }
 
 /// The JSON published on `bridge/error`.
@@ -450,11 +461,14 @@ impl Bridge {
         match command::parse(&self.config, self.topics.command(topic), topic, payload) {
             Ok(command) => {
                 tracing::info!(topic, payload = %quoted, "command accepted");
-                if commands
-                    .try_send((command, topic.to_owned(), quoted.clone()))
-                    .is_err()
-                {
-                    self.refuse(topic, &quoted, "too many commands waiting for the bus");
+                match commands.try_send((command, topic.to_owned(), quoted.clone())) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        self.refuse(topic, &quoted, "too many commands waiting for the bus");
+                    }
+                    Err(TrySendError::Closed(_)) => {
+                        self.refuse(topic, &quoted, &CommandError::Withdrawn.to_string());
+                    }
                 }
             }
             Err(reason) => self.refuse(topic, &quoted, &reason),
@@ -476,7 +490,7 @@ impl Bridge {
         match result {
             Ok(value) => self.on_value(command.device, command.register, value),
             Err(error) => {
-                tracing::warn!(topic, payload, %error, "command failed on the bus");
+                tracing::warn!(topic, payload, %error, "command failed");
                 self.report_error(&topic, Some(&payload), &error.to_string());
             }
         }
@@ -496,17 +510,19 @@ fn changed(last: Value, last_text: &str, new: Value, new_text: &str, deadband: f
 }
 
 /// Executes accepted commands one at a time, in order: the write, then a read-back of the
-/// register so the published value is the device's, not the request's.
+/// register so the published value is the device's, not the request's. When `stop` fires,
+/// the commands still waiting come back as [`CommandError::Withdrawn`] rather than vanish.
 pub async fn execute_commands(
     config: Arc<Config>,
     bus: BusHandle,
     mut commands: mpsc::Receiver<Accepted>,
     outcomes: mpsc::UnboundedSender<Outcome>,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
 ) {
     loop {
         let (command, topic, payload) = tokio::select! {
-            () = shutdown.cancelled() => return,
+            biased;
+            () = stop.cancelled() => break,
             Some(next) = commands.recv() => next,
             else => return,
         };
@@ -530,7 +546,16 @@ pub async fn execute_commands(
             command,
             topic,
             payload,
-            result,
+            result: result.map_err(CommandError::from),
+        });
+    }
+    commands.close();
+    while let Ok((command, topic, payload)) = commands.try_recv() {
+        let _ = outcomes.send(Outcome {
+            command,
+            topic,
+            payload,
+            result: Err(CommandError::Withdrawn),
         });
     }
 }
@@ -538,6 +563,31 @@ pub async fn execute_commands(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn commands_still_waiting_when_the_executor_stops_are_withdrawn_not_lost() {
+        let config = Arc::new(
+            crate::config::parse(crate::config::EXAMPLE, std::path::Path::new("t")).unwrap(),
+        );
+        // No bus task runs: a command that reached the bus would never finish.
+        let (bus, _not_running) = crate::bus::bus(config.bus.clone());
+        let (commands_tx, commands) = mpsc::channel(4);
+        let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
+        for value in [b"1", b"2"] {
+            let pwm = command::parse(&config, Some((0, 2)), "pwm/set", value).unwrap();
+            commands_tx
+                .try_send((pwm, "pwm/set".to_owned(), command::quote(value)))
+                .unwrap();
+        }
+        let stop = CancellationToken::new();
+        stop.cancel();
+        execute_commands(config, bus, commands, outcomes_tx, stop).await;
+        for _ in 0..2 {
+            let outcome = outcomes.try_recv().unwrap();
+            assert_eq!(outcome.result, Err(CommandError::Withdrawn));
+        }
+        assert!(commands_tx.is_closed());
+    }
 
     #[test]
     fn deadband_decides_what_is_a_change() {
