@@ -329,3 +329,30 @@ async fn broker_away_for_a_minute_is_back_within_six_seconds_and_two_log_lines()
     assert!(lines[2].contains("away=1m"), "{log}");
     assert!(!lines[2].contains("failed_attempts=0"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_reloads_on_a_message_without_signals() {
+    let broker = Broker::start();
+    let sim = start_sim(&example());
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let full = gateway_text(&sim.path, broker.port);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, without_register(&full, "test")).unwrap();
+    let config = rtu2mqtt::config::load(&file).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let gateway = tokio::spawn(rtu2mqtt::app::run(config, shutdown.clone(), reloads));
+    assert!(watcher.wait_payload(TEMPERATURE, "21.5").await);
+
+    std::fs::write(&file, &full).unwrap();
+    reload.send(()).await.unwrap();
+    assert!(watcher.wait_payload(TEST, "-157").await);
+    shutdown.cancel();
+    gateway.await.unwrap().unwrap();
+    assert!(
+        watcher
+            .wait_payload("rtu2mqtt/climate/availability", "offline")
+            .await
+    );
+}
