@@ -39,6 +39,7 @@ fn check_refuses_broken_configs_naming_key_and_line() {
         ("unit = 10 ", "unit = 0 ", "unit"),
         ("address = 3", "address = 70000", "address"),
         ("scale = 0.1 ", "scale = \"0.1\" ", "scale"),
+        ("qos = 1\n", "qos = 1\nvalue_qos = 3\n", "value_qos"),
     ];
     for (from, to, key) in cases {
         assert!(example.contains(from), "{from}");

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use rtu2mqtt::config::Table;
 use rtu2mqtt::sim::Fault;
 
-use crate::util::{Broker, DEADLINE, GatewayProcess, Watcher, example, example_text, start_sim};
+use crate::util::{
+    Broker, DEADLINE, GatewayProcess, Watcher, example, example_text, publishing_gateway, start_sim,
+};
 
 const STATE: &str = "rtu2mqtt/bridge/state";
 const ERRORS: &str = "rtu2mqtt/bridge/error";
@@ -214,19 +216,13 @@ async fn sigterm_says_offline_and_exits_zero_within_a_second() {
     assert!(watcher.wait_payload(STATE, "online").await);
     let sent = Instant::now();
     gateway.signal("TERM");
-    let status = loop {
-        if let Some(status) = gateway.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            sent.elapsed() < Duration::from_secs(5),
-            "still running\n{}",
-            gateway.log()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let status = gateway.wait_exit(Duration::from_secs(5)).await;
     let took = sent.elapsed();
-    assert!(status.success(), "{status:?}\n{}", gateway.log());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        gateway.log()
+    );
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert!(watcher.wait_payload(STATE, "offline").await);
 }
@@ -283,16 +279,8 @@ async fn broker_restart_resumes_publishing_and_commands() {
         return;
     }
     let mut broker = Broker::start();
-    let sim = start_sim(&example());
-    let gateway = GatewayProcess::start(&example_text(&sim.path, broker.port));
-    {
-        let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
-        assert!(
-            watcher.wait_payload(TEMPERATURE, "21.5").await,
-            "{}",
-            gateway.log()
-        );
-    }
+    let port = broker.port;
+    let (sim, gateway) = publishing_gateway(&broker, |path| example_text(path, port)).await;
     broker.stop();
     // Polling goes on without the broker.
     let polls = sim.sim.seen().len();
@@ -378,11 +366,11 @@ async fn tls_with_a_password_file_connects_and_never_logs_the_password() {
 
     // A wrong password is refused by the broker and said so in the log, without the password.
     let refused = GatewayProcess::start(&with_password("wrong-Pa55", "intruder"));
-    let deadline = Instant::now() + DEADLINE;
-    while !refused.log().contains("MQTT broker unreachable") {
-        assert!(Instant::now() < deadline, "{}", refused.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        refused.wait_log("MQTT broker unreachable").await,
+        "{}",
+        refused.log()
+    );
     assert!(!refused.log().contains("wrong-Pa55"), "{}", refused.log());
     drop(refused);
 
@@ -404,10 +392,15 @@ async fn change_mode_publishes_changes_beyond_the_deadband_and_republishes_when_
     let sim = start_sim(&example());
     let watcher = Watcher::connect(broker.port, TEMPERATURE).await;
     // Polled every 200 ms; published on a change of more than 0.2 °C, or after 1 s of quiet.
-    let text = example_text(&sim.path, broker.port).replace(
-        "scale = 0.1                   # published",
-        "publish = \"change\"\ndeadband = 0.2\nrepublish = \"1s\"\nscale = 0.1  # published",
-    );
+    let text = example_text(&sim.path, broker.port)
+        .replace(
+            "publish = \"always\"            # always | change",
+            "publish = \"change\"\ndeadband = 0.2",
+        )
+        .replace(
+            "republish = \"5m\"              # with change",
+            "republish = \"1s\"  # with change",
+        );
     let gateway = GatewayProcess::start(&text);
     assert!(
         watcher.wait_payload(TEMPERATURE, "21.5").await,
@@ -443,4 +436,39 @@ async fn change_mode_publishes_changes_beyond_the_deadband_and_republishes_when_
         "republished after {waited:?}"
     );
     assert_eq!(watcher.payloads(TEMPERATURE), ["21.5", "23", "23"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_qos_0_is_for_values_alone() {
+    use rumqttc::QoS;
+    let broker = Broker::start();
+    let port = broker.port;
+    let (_sim, gateway) = publishing_gateway(&broker, |path| {
+        example_text(path, port).replace("# value_qos = 0 ", "value_qos = 0 #")
+    })
+    .await;
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    watcher
+        .publish("rtu2mqtt/climate/pwm/set", "nonsense")
+        .await;
+    let fresh = |ms: &[crate::util::Message]| {
+        ms.iter().any(|m| m.topic == TEMPERATURE && !m.retain)
+            && ms.iter().any(|m| m.topic == ERRORS)
+    };
+    assert!(watcher.wait_for(fresh).await, "{}", gateway.log());
+    for m in watcher.messages() {
+        // Retained copies come at the subscription's QoS whatever they were sent with.
+        if m.retain {
+            continue;
+        }
+        let value = ["temperature", "humidity", "pwm", "test"]
+            .iter()
+            .any(|r| m.topic == format!("rtu2mqtt/climate/{r}"));
+        let expected = if value {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        assert_eq!(m.qos, expected, "{m:?}");
+    }
 }

@@ -3,6 +3,7 @@
 mod bus;
 mod cli;
 mod faults;
+mod lifecycle;
 mod lines;
 mod mqtt;
 mod systemd;

@@ -194,6 +194,8 @@ pub struct Message {
     pub topic: String,
     pub payload: String,
     pub retain: bool,
+    /// As delivered: the lower of the publisher's and the subscription's (1).
+    pub qos: rumqttc::QoS,
 }
 
 impl Drop for Watcher {
@@ -242,6 +244,7 @@ impl Watcher {
                             topic: p.topic.clone(),
                             payload: String::from_utf8_lossy(&p.payload).into_owned(),
                             retain: p.retain,
+                            qos: p.qos,
                         });
                         notify.notify_waiters();
                     }
@@ -341,6 +344,42 @@ impl GatewayProcess {
         GatewayProcess { child, dir }
     }
 
+    /// The config file it runs from.
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// Replaces its config file, for a reload.
+    pub fn rewrite_config(&self, config_text: &str) {
+        std::fs::write(self.config_path(), config_text).expect("rewrite config");
+    }
+
+    /// Waits until the process has ended, at most `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the log has `text`; false after the deadline.
+    pub async fn wait_log(&self, text: &str) -> bool {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while !self.log().contains(text) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     /// What the gateway logged so far, for assertion messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
@@ -356,10 +395,32 @@ impl GatewayProcess {
     }
 }
 
-/// The example config on `port` and `broker`, polling faster so tests are quick.
+/// The reference device simulated, and the gateway on `broker` with the config that
+/// `config_text` makes for the device's port, waited for until it publishes a value.
+pub async fn publishing_gateway(
+    broker: &Broker,
+    config_text: impl FnOnce(&str) -> String,
+) -> (SimBus, GatewayProcess) {
+    let sim = start_sim(&example());
+    let gateway = GatewayProcess::start(&config_text(&sim.path));
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    assert!(
+        watcher
+            .wait_payload("rtu2mqtt/climate/temperature", "21.5")
+            .await,
+        "{}",
+        gateway.log()
+    );
+    (sim, gateway)
+}
+
+/// The example config on `port` and `broker`, polling faster so tests are quick, and
+/// publishing every poll (the example's sensors publish changes only), so that tests can
+/// count polls on the values' topics.
 pub fn example_text(port: &str, broker: u16) -> String {
     rtu2mqtt::config::EXAMPLE
         .replace("port = \"/dev/ttyUSB0\"", &format!("port = \"{port}\""))
         .replace("[mqtt]\n", &format!("[mqtt]\nport = {broker}\n"))
         .replace("poll = \"2s\"", "poll = \"200ms\"")
+        .replace("publish = \"change\"", "publish = \"always\"")
 }

@@ -207,6 +207,17 @@ const POLL_QUEUE: usize = 64;
 const REOPEN_FIRST: Duration = Duration::from_millis(250);
 const REOPEN_MAX: Duration = Duration::from_secs(1);
 
+/// Each device's timing on the line.
+fn timings(config: &Config) -> HashMap<UnitId, Timing> {
+    config.devices.iter().map(|d| (d.unit, d.timing)).collect()
+}
+
+/// Whether the bus task of `old` cannot serve `new`: the line or a device's timing on it
+/// changed.
+pub fn line_changed(old: &Config, new: &Config) -> bool {
+    old.bus != new.bus || timings(old) != timings(new)
+}
+
 /// Creates the bus for `config`'s line and devices.
 pub fn bus(config: &Config) -> (BusHandle, BusTask) {
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -218,7 +229,7 @@ pub fn bus(config: &Config) -> (BusHandle, BusTask) {
         },
         BusTask {
             settings: config.bus.clone(),
-            timings: config.devices.iter().map(|d| (d.unit, d.timing)).collect(),
+            timings: timings(config),
             commands: command_rx,
             polls: poll_rx,
             stats: Arc::default(),

@@ -45,7 +45,9 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     println!("  mosquitto_sub -h 127.0.0.1 -p {port} -t '{base}/#' -v");
     println!("Every publish follows as `topic payload`. Ctrl-C stops the demo.\n");
 
-    app::run(config, shutdown).await?;
+    // The demo's config lives in memory, not in a file to re-read: no reloads.
+    let (_, no_reloads) = tokio::sync::mpsc::channel(1);
+    app::run(config, shutdown, no_reloads).await?;
     Ok(ExitCode::SUCCESS)
 }
 

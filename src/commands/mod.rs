@@ -7,6 +7,7 @@ mod sim;
 
 use std::process::ExitCode;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Command;
@@ -19,8 +20,10 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Read(args) => oneshot::read(args).await,
         Command::Write(args) => oneshot::write(args).await,
         Command::Run(args) => {
+            let shutdown = shutdown_on_signals()?;
+            let reloads = reload_on_hangup()?;
             let config = crate::config::load(&args.config)?;
-            crate::app::run(config, shutdown_on_signals()?).await?;
+            crate::app::run(config, shutdown, reloads).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => demo::run().await,
@@ -42,4 +45,19 @@ pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
         cancel.cancel();
     });
     Ok(token)
+}
+
+/// One message per SIGHUP (`systemctl reload`): the request to re-read the config. Signals
+/// that come while one is waiting to be handled count as one.
+pub fn reload_on_hangup() -> anyhow::Result<mpsc::Receiver<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    let (requests, reloads) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            let _ = requests.try_send(());
+        }
+    });
+    Ok(reloads)
 }

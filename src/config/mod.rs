@@ -264,6 +264,7 @@ impl Validator<'_> {
             keepalive: None,
             base_topic: None,
             qos: None,
+            value_qos: None,
             retain: None,
             stats_interval: None,
             tls: None,
@@ -291,14 +292,8 @@ impl Validator<'_> {
         let port = raw
             .port
             .map_or(if tls.is_some() { 8883 } else { 1883 }, Spanned::into_inner);
-        let qos = match raw.qos {
-            Some(q) if *q.get_ref() > 2 => {
-                self.problem(q.span(), "qos", "must be 0, 1 or 2");
-                1
-            }
-            Some(q) => q.into_inner(),
-            None => 1,
-        };
+        let qos = self.qos(raw.qos, "qos", 1);
+        let value_qos = self.qos(raw.value_qos, "value_qos", qos);
         let base_topic = raw.base_topic.map_or_else(
             || "rtu2mqtt".to_owned(),
             |b| {
@@ -330,6 +325,7 @@ impl Validator<'_> {
             ),
             base_topic,
             qos,
+            value_qos,
             retain: raw.retain.unwrap_or(true),
             stats_interval: self.positive_duration(
                 raw.stats_interval.as_ref(),
@@ -337,6 +333,17 @@ impl Validator<'_> {
                 Duration::from_secs(60),
             ),
             tls,
+        }
+    }
+
+    fn qos(&mut self, raw: Option<Spanned<u8>>, key: &str, default: u8) -> u8 {
+        match raw {
+            Some(q) if *q.get_ref() > 2 => {
+                self.problem(q.span(), key, "must be 0, 1 or 2");
+                default
+            }
+            Some(q) => q.into_inner(),
+            None => default,
         }
     }
 

@@ -104,7 +104,10 @@ pub struct Mqtt {
     pub password_file: Option<PathBuf>,
     pub keepalive: Duration,
     pub base_topic: String,
+    /// QoS of commands subscriptions, availability and bridge topics.
     pub qos: u8,
+    /// QoS of value publishes alone: 0 spares the broker a round trip per value.
+    pub value_qos: u8,
     pub retain: bool,
     pub stats_interval: Duration,
     pub tls: Option<Tls>,

@@ -31,6 +31,7 @@ pub struct RawMqtt {
     pub keepalive: Option<Spanned<String>>,
     pub base_topic: Option<Spanned<String>>,
     pub qos: Option<Spanned<u8>>,
+    pub value_qos: Option<Spanned<u8>>,
     pub retain: Option<bool>,
     pub stats_interval: Option<Spanned<String>>,
     pub tls: Option<RawTls>,

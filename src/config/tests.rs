@@ -182,3 +182,14 @@ fn missing_keys_and_lines_cut_short_are_named() {
     let p = problems(&format!("{BUS}[["));
     assert_eq!((p[0].line, p[0].key.as_str()), (3, "[["));
 }
+
+#[test]
+fn value_qos_defaults_to_qos_and_is_checked_like_it() {
+    let config = parse(&format!("[mqtt]\nqos = 2\n{BUS}"), Path::new("t")).unwrap();
+    assert_eq!((config.mqtt.qos, config.mqtt.value_qos), (2, 2));
+    let config = parse(&format!("[mqtt]\nvalue_qos = 0\n{BUS}"), Path::new("t")).unwrap();
+    assert_eq!((config.mqtt.qos, config.mqtt.value_qos), (1, 0));
+    let p = problems(&format!("[mqtt]\nvalue_qos = 3\n{BUS}"));
+    assert_eq!((p[0].line, p[0].key.as_str()), (2, "value_qos"));
+    assert!(p[0].message.contains("0, 1 or 2"), "{}", p[0].message);
+}

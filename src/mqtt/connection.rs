@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rumqttc::{
@@ -113,10 +113,26 @@ pub enum LinkEvent {
 }
 
 const RECONNECT_FIRST: Duration = Duration::from_millis(250);
-const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// SPEC "Adapter and broker coming back": at most 5 s between tries.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
-/// Polls the event loop until a clean disconnect has gone out or `stop` fires. rumqttc
-/// reconnects on the next poll after an error; the back-off between polls is ours.
+/// A time without the broker, kept for the one line that says it is back.
+struct Outage {
+    since: Instant,
+    failed_attempts: u32,
+}
+
+/// Polls the event loop until the broker has closed the connection after a clean
+/// disconnect, or `stop` fires. rumqttc reconnects on the next poll after an error; the
+/// back-off between polls is ours.
+///
+/// After the disconnect has gone out the loop goes on reading until the broker closes:
+/// a socket closed with its acknowledgements unread is reset, and the broker then drops
+/// whatever it had not read yet, such as the last `offline` messages. The caller keeps a
+/// client open meanwhile, since rumqttc drops the connection when its requests end.
+///
+/// An outage is logged twice at the default level, when it starts and when it ends
+/// (SPEC "Quiet when things go wrong"); each failed attempt only at debug level.
 pub async fn drive(
     mut eventloop: EventLoop,
     link: mpsc::Sender<LinkEvent>,
@@ -124,7 +140,9 @@ pub async fn drive(
 ) {
     let mut backoff = RECONNECT_FIRST;
     let mut connected = false;
-    let mut down_reported = false;
+    let mut ever_connected = false;
+    let mut outage: Option<Outage> = None;
+    let mut disconnecting = false;
     loop {
         let event = tokio::select! {
             () = stop.cancelled() => return,
@@ -132,9 +150,29 @@ pub async fn drive(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                tracing::info!(broker = ?eventloop.mqtt_options.broker_address(), "connected to the MQTT broker");
+                let broker = eventloop.mqtt_options.broker_address();
+                match outage.take() {
+                    Some(Outage {
+                        since,
+                        failed_attempts,
+                    }) if ever_connected => {
+                        // Whole seconds: the line is read by people, not compared.
+                        let away = Duration::from_secs(since.elapsed().as_secs());
+                        tracing::info!(
+                            ?broker,
+                            failed_attempts,
+                            away = %humantime::format_duration(away),
+                            "MQTT broker back"
+                        );
+                    }
+                    outage => tracing::info!(
+                        ?broker,
+                        failed_attempts = outage.map_or(0, |o| o.failed_attempts),
+                        "connected to the MQTT broker"
+                    ),
+                }
                 connected = true;
-                down_reported = false;
+                ever_connected = true;
                 backoff = RECONNECT_FIRST;
                 let _ = link.send(LinkEvent::Connected).await;
             }
@@ -147,19 +185,32 @@ pub async fn drive(
                     tracing::warn!("commands arrive faster than they can be handled: one dropped");
                 }
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
             Ok(_) => {}
+            Err(_) if disconnecting => return,
             Err(error) => {
+                match &mut outage {
+                    Some(outage) => {
+                        outage.failed_attempts += 1;
+                        tracing::debug!(%error, retry_in = ?backoff, "MQTT broker still unreachable");
+                    }
+                    None => {
+                        // Losing a connection is not a failed attempt to make one.
+                        let failed_attempts = u32::from(!connected);
+                        outage = Some(Outage {
+                            since: Instant::now(),
+                            failed_attempts,
+                        });
+                        if connected {
+                            tracing::warn!(%error, "MQTT broker lost; polling goes on, reconnecting with back-off");
+                        } else {
+                            tracing::warn!(%error, "MQTT broker unreachable; polling goes on, reconnecting with back-off");
+                        }
+                    }
+                }
                 if connected {
                     connected = false;
                     let _ = link.send(LinkEvent::Disconnected).await;
-                }
-                // Said once per outage; the retries themselves only at debug level.
-                if down_reported {
-                    tracing::debug!(%error, retry_in = ?backoff, "MQTT broker still unreachable");
-                } else {
-                    tracing::warn!(%error, "MQTT broker unreachable; polling goes on, reconnecting with back-off");
-                    down_reported = true;
                 }
                 tokio::select! {
                     () = stop.cancelled() => return,

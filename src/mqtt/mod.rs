@@ -3,17 +3,24 @@
 //! The bridge never waits on the broker: it hands messages to rumqttc with `try_publish`
 //! and keeps the current state itself, so that after every (re)connect it can publish all
 //! of it again for new subscribers.
+//!
+//! A reload hands it a new config with the channels of the tasks built from it; the bridge
+//! keeps the broker session, carries the state of what stayed over by name and clears the
+//! retained topics of what went away.
 
 pub mod command;
 pub mod connection;
 pub mod topics;
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +40,17 @@ pub struct Outcome {
     pub command: Command,
     pub topic: String,
     pub payload: String,
-    pub result: Result<Value, BusError>,
+    pub result: Result<Value, CommandError>,
+}
+
+/// Why an accepted command came to nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// A reload stopped the executor before the command's turn: its register may be gone.
+    #[error("not written: the config was reloaded before its turn; send it again")]
+    Withdrawn,
 }
 
 /// The JSON published on `bridge/error`.
@@ -59,12 +76,37 @@ pub struct Monitors {
     pub scheduler: Arc<SchedulerStats>,
 }
 
+/// A command for the executor: the command, its topic and its payload as quoted back.
+pub type Accepted = (Command, String, String);
+
+/// The channels between the bridge and the tasks built from one config.
+#[derive(Debug)]
+pub struct Channels {
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub outcomes: mpsc::UnboundedReceiver<Outcome>,
+    pub commands: mpsc::Sender<Accepted>,
+}
+
+/// What a reload brings the bridge.
+#[derive(Debug)]
+pub enum Reload {
+    /// A new config, with the channels of its tasks (the old ones have stopped).
+    Apply {
+        config: Arc<Config>,
+        monitors: Monitors,
+        channels: Channels,
+    },
+    /// The config file could not be used; the running config stays.
+    Refused { file: PathBuf, error: String },
+}
+
 #[derive(Debug)]
 pub struct Bridge {
     config: Arc<Config>,
     topics: Topics,
     client: AsyncClient,
     qos: QoS,
+    value_qos: QoS,
     connected: watch::Sender<bool>,
     registers: Vec<Vec<RegisterState>>,
     availability: Vec<Option<bool>>,
@@ -72,6 +114,8 @@ pub struct Bridge {
     /// it happened (at boot the adapter and the broker may both be late).
     port_error: Option<String>,
     monitors: Monitors,
+    /// Retained topics to clear (an empty retained message) once the broker is there.
+    stale: Vec<String>,
 }
 
 impl Bridge {
@@ -84,6 +128,7 @@ impl Bridge {
         Bridge {
             topics: Topics::new(&config),
             qos: connection::qos(config.mqtt.qos),
+            value_qos: connection::qos(config.mqtt.value_qos),
             availability: vec![None; config.devices.len()],
             port_error: None,
             registers,
@@ -91,6 +136,7 @@ impl Bridge {
             client,
             connected: watch::Sender::new(false),
             monitors,
+            stale: Vec::new(),
         }
     }
 
@@ -106,12 +152,16 @@ impl Bridge {
     /// Runs until `shutdown`, then says `offline` and disconnects.
     pub async fn run(
         mut self,
-        mut events: mpsc::UnboundedReceiver<Event>,
+        channels: Channels,
         mut link: mpsc::Receiver<LinkEvent>,
-        mut outcomes: mpsc::UnboundedReceiver<Outcome>,
-        commands: mpsc::Sender<(Command, String, String)>,
+        mut reloads: mpsc::Receiver<Reload>,
         shutdown: CancellationToken,
     ) {
+        let Channels {
+            mut events,
+            mut outcomes,
+            mut commands,
+        } = channels;
         let every = self.config.mqtt.stats_interval;
         let mut stats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
@@ -130,7 +180,31 @@ impl Bridge {
                         self.on_command(&topic, &payload, &commands);
                     }
                 },
+                Some(reload) = reloads.recv() => match reload {
+                    Reload::Apply { config, monitors, channels } => {
+                        // The old tasks have stopped: what they said last still belongs
+                        // to the old config.
+                        while let Ok(event) = events.try_recv() {
+                            self.on_event(event);
+                        }
+                        while let Ok(outcome) = outcomes.try_recv() {
+                            self.on_outcome(outcome);
+                        }
+                        self.apply(config, monitors);
+                        Channels { events, outcomes, commands } = channels;
+                    }
+                    Reload::Refused { file, error } => {
+                        self.report_error(&file.display().to_string(), None, &error);
+                    }
+                },
             }
+        }
+        for device in &self.config.devices {
+            self.publish(
+                &self.topics.availability(&device.name),
+                availability(false),
+                true,
+            );
         }
         self.publish(&self.topics.bridge_state(), "offline".to_owned(), true);
         if let Err(e) = self.client.try_disconnect() {
@@ -139,12 +213,126 @@ impl Bridge {
     }
 
     fn publish(&self, topic: &str, payload: String, retain: bool) {
+        self.send(topic, self.qos, payload, retain);
+    }
+
+    fn send(&self, topic: &str, qos: QoS, payload: String, retain: bool) {
         if !self.is_connected() {
             return;
         }
         tracing::trace!(topic, payload, "publish");
-        if let Err(e) = self.client.try_publish(topic, self.qos, retain, payload) {
+        if let Err(e) = self.client.try_publish(topic, qos, retain, payload) {
             tracing::warn!(topic, error = %e, "publish dropped: the MQTT queue is full");
+        }
+    }
+
+    /// Switches to a new config: the state of registers and devices that stayed (by name)
+    /// is kept, the retained topics of those that went away are cleared, and the
+    /// subscriptions follow the new command topics.
+    fn apply(&mut self, config: Arc<Config>, monitors: Monitors) {
+        let topics = Topics::new(&config);
+        let mut added = 0;
+        let registers: Vec<Vec<RegisterState>> = config
+            .devices
+            .iter()
+            .map(|device| {
+                device
+                    .registers
+                    .iter()
+                    .map(|register| {
+                        self.find(&device.name, &register.name)
+                            .map(|(d, r)| self.registers[d][r].clone())
+                            .unwrap_or_else(|| {
+                                added += 1;
+                                RegisterState::default()
+                            })
+                    })
+                    .collect()
+            })
+            .collect();
+        let availability = config
+            .devices
+            .iter()
+            .map(|device| {
+                self.config
+                    .devices
+                    .iter()
+                    .position(|old| old.name == device.name)
+                    .and_then(|d| self.availability[d])
+            })
+            .collect();
+
+        let values: HashSet<&str> = topics.values().collect();
+        let cleared: Vec<String> = self
+            .topics
+            .values()
+            .filter(|topic| !values.contains(topic))
+            .map(str::to_owned)
+            .collect();
+        let devices: HashSet<&str> = config.devices.iter().map(|d| d.name.as_str()).collect();
+        let gone_devices: Vec<String> = self
+            .config
+            .devices
+            .iter()
+            .filter(|d| !devices.contains(d.name.as_str()))
+            .map(|d| self.topics.availability(&d.name))
+            .collect();
+        tracing::info!(
+            added,
+            removed = cleared.len(),
+            devices_removed = gone_devices.len(),
+            "new register map in force"
+        );
+        self.stale.extend(cleared);
+        self.stale.extend(gone_devices);
+
+        if self.is_connected() {
+            let old: HashSet<String> = self.topics.subscriptions().into_iter().collect();
+            let new: HashSet<String> = topics.subscriptions().into_iter().collect();
+            for topic in old.difference(&new) {
+                if let Err(e) = self.client.try_unsubscribe(topic) {
+                    tracing::error!(topic, error = %e, "cannot unsubscribe");
+                }
+            }
+            self.subscribe(new.difference(&old).cloned());
+        }
+        self.config = config;
+        self.topics = topics;
+        self.registers = registers;
+        self.availability = availability;
+        self.monitors = monitors;
+        self.clear_stale();
+        self.status();
+    }
+
+    /// Where a register is in the running config, by device and register name.
+    fn find(&self, device: &str, register: &str) -> Option<(usize, usize)> {
+        let d = self.config.devices.iter().position(|d| d.name == device)?;
+        let r = self.config.devices[d]
+            .registers
+            .iter()
+            .position(|r| r.name == register)?;
+        Some((d, r))
+    }
+
+    fn clear_stale(&mut self) {
+        if self.is_connected() {
+            for topic in std::mem::take(&mut self.stale) {
+                self.publish(&topic, String::new(), true);
+            }
+        }
+    }
+
+    fn subscribe(&self, topics: impl IntoIterator<Item = String>) {
+        let filters: Vec<_> = topics
+            .into_iter()
+            .map(|t| rumqttc::SubscribeFilter::new(t, self.qos))
+            .collect();
+        if filters.is_empty() {
+            return;
+        }
+        if let Err(e) = self.client.try_subscribe_many(filters) {
+            tracing::error!(error = %e, "cannot subscribe to the command topics");
         }
     }
 
@@ -164,13 +352,8 @@ impl Bridge {
         self.connected.send_replace(true);
         self.status();
         self.publish(&self.topics.bridge_state(), "online".to_owned(), true);
-        let subscriptions = self.topics.subscriptions();
-        let filters = subscriptions
-            .iter()
-            .map(|t| rumqttc::SubscribeFilter::new(t.clone(), self.qos));
-        if let Err(e) = self.client.try_subscribe_many(filters) {
-            tracing::error!(error = %e, "cannot subscribe to the command topics");
-        }
+        self.subscribe(self.topics.subscriptions());
+        self.clear_stale();
         // A new session: everything current goes out again for new subscribers.
         for d in 0..self.registers.len() {
             for r in 0..self.registers[d].len() {
@@ -258,7 +441,7 @@ impl Bridge {
             return;
         }
         let topic = self.topics.value(device, register);
-        self.publish(topic, text.clone(), self.config.mqtt.retain);
+        self.send(topic, self.value_qos, text.clone(), self.config.mqtt.retain);
         self.registers[device][register].published = Some((value, text, Instant::now()));
     }
 
@@ -291,21 +474,19 @@ impl Bridge {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
     }
 
-    fn on_command(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        commands: &mpsc::Sender<(Command, String, String)>,
-    ) {
+    fn on_command(&self, topic: &str, payload: &[u8], commands: &mpsc::Sender<Accepted>) {
         let quoted = command::quote(payload);
         match command::parse(&self.config, self.topics.command(topic), topic, payload) {
             Ok(command) => {
                 tracing::info!(topic, payload = %quoted, "command accepted");
-                if commands
-                    .try_send((command, topic.to_owned(), quoted.clone()))
-                    .is_err()
-                {
-                    self.refuse(topic, &quoted, "too many commands waiting for the bus");
+                match commands.try_send((command, topic.to_owned(), quoted.clone())) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        self.refuse(topic, &quoted, "too many commands waiting for the bus");
+                    }
+                    Err(TrySendError::Closed(_)) => {
+                        self.refuse(topic, &quoted, &CommandError::Withdrawn.to_string());
+                    }
                 }
             }
             Err(reason) => self.refuse(topic, &quoted, &reason),
@@ -327,7 +508,7 @@ impl Bridge {
         match result {
             Ok(value) => self.on_value(command.device, command.register, value),
             Err(error) => {
-                tracing::warn!(topic, payload, %error, "command failed on the bus");
+                tracing::warn!(topic, payload, %error, "command failed");
                 self.report_error(&topic, Some(&payload), &error.to_string());
             }
         }
@@ -347,17 +528,19 @@ fn changed(last: Value, last_text: &str, new: Value, new_text: &str, deadband: f
 }
 
 /// Executes accepted commands one at a time, in order: the write, then a read-back of the
-/// register so the published value is the device's, not the request's.
+/// register so the published value is the device's, not the request's. When `stop` fires,
+/// the commands still waiting come back as [`CommandError::Withdrawn`] rather than vanish.
 pub async fn execute_commands(
     config: Arc<Config>,
     bus: BusHandle,
-    mut commands: mpsc::Receiver<(Command, String, String)>,
+    mut commands: mpsc::Receiver<Accepted>,
     outcomes: mpsc::UnboundedSender<Outcome>,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
 ) {
     loop {
         let (command, topic, payload) = tokio::select! {
-            () = shutdown.cancelled() => return,
+            biased;
+            () = stop.cancelled() => break,
             Some(next) = commands.recv() => next,
             else => return,
         };
@@ -381,7 +564,16 @@ pub async fn execute_commands(
             command,
             topic,
             payload,
-            result,
+            result: result.map_err(CommandError::from),
+        });
+    }
+    commands.close();
+    while let Ok((command, topic, payload)) = commands.try_recv() {
+        let _ = outcomes.send(Outcome {
+            command,
+            topic,
+            payload,
+            result: Err(CommandError::Withdrawn),
         });
     }
 }
@@ -389,6 +581,31 @@ pub async fn execute_commands(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn commands_still_waiting_when_the_executor_stops_are_withdrawn_not_lost() {
+        let config = Arc::new(
+            crate::config::parse(crate::config::EXAMPLE, std::path::Path::new("t")).unwrap(),
+        );
+        // No bus task runs: a command that reached the bus would never finish.
+        let (bus, _not_running) = crate::bus::bus(&config);
+        let (commands_tx, commands) = mpsc::channel(4);
+        let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
+        for value in [b"1", b"2"] {
+            let pwm = command::parse(&config, Some((0, 2)), "pwm/set", value).unwrap();
+            commands_tx
+                .try_send((pwm, "pwm/set".to_owned(), command::quote(value)))
+                .unwrap();
+        }
+        let stop = CancellationToken::new();
+        stop.cancel();
+        execute_commands(config, bus, commands, outcomes_tx, stop).await;
+        for _ in 0..2 {
+            let outcome = outcomes.try_recv().unwrap();
+            assert_eq!(outcome.result, Err(CommandError::Withdrawn));
+        }
+        assert!(commands_tx.is_closed());
+    }
 
     #[test]
     fn deadband_decides_what_is_a_change() {

@@ -53,6 +53,11 @@ impl Topics {
         &self.values[device][register]
     }
 
+    /// Every value topic.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.values.iter().flatten().map(String::as_str)
+    }
+
     pub fn availability(&self, device_name: &str) -> String {
         format!("{}/{device_name}/availability", self.base)
     }
