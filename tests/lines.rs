@@ -494,3 +494,82 @@ async fn an_adapter_plugged_in_after_start_is_used_within_seconds() {
     let errors = watcher.payloads("rtu2mqtt/bridge/error");
     assert_eq!(errors.len(), 1, "{errors:?}");
 }
+
+/// Lines of `log` that the default log level (info) shows.
+fn default_level_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_unit_a_lost_port_and_a_noisy_line_say_a_handful_of_lines() {
+    // The issue's run is a dead unit for two minutes, the port unplugged for one and a
+    // line that puts 0x00 before every answer for half a minute; scaled down by default.
+    let scale: f64 = std::env::var("LOG_TEST_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0 / 6.0);
+    let phase = |seconds: f64| Duration::from_secs_f64(seconds * scale);
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("usb-FTDI_RS485-if00-port0");
+    let ghost = "\n[[device]]\nname = \"ghost\"\nunit = 11\npoll = \"100ms\"\n\
+                 [[device.register]]\nname = \"x\"\naddress = 0\n";
+    let text = |port: &str| {
+        example_text(port, broker.port)
+            .replace("poll = \"200ms\"", "poll = \"100ms\"")
+            .replace(
+                "\n# What `rtu2mqtt sim`",
+                &format!("{ghost}\n# What `rtu2mqtt sim`"),
+            )
+    };
+    let first = start_sim(&example());
+    first.sim.set_fault(11, Some(Fault::Silent));
+    std::os::unix::fs::symlink(&first.path, &link).unwrap();
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let gateway =
+        GatewayProcess::start_with_env(&text(link.to_str().unwrap()), &[("RUST_LOG", "info")]);
+    assert!(
+        watcher.wait_payload(TEMPERATURE, "21.5").await,
+        "{}",
+        gateway.log()
+    );
+    tokio::time::sleep(phase(120.0)).await;
+    first.sim.set_wire(Wire {
+        leading_zero: true,
+        ..Wire::default()
+    });
+    tokio::time::sleep(phase(30.0)).await;
+    drop(first);
+    std::fs::remove_file(&link).unwrap();
+    tokio::time::sleep(phase(60.0)).await;
+    let second = start_sim(&example());
+    second.sim.set_fault(11, Some(Fault::Silent));
+    second.sim.set(10, Table::Holding, 0, 230);
+    std::os::unix::fs::symlink(&second.path, &link).unwrap();
+    assert!(
+        watcher.wait_payload(TEMPERATURE, "23").await,
+        "{}",
+        gateway.log()
+    );
+    let log = gateway.log();
+    let lines = default_level_lines(&log);
+    let errors = watcher.payloads("rtu2mqtt/bridge/error");
+    eprintln!(
+        "{} log lines, {} bridge/error messages:\n{}\n{errors:#?}",
+        lines.len(),
+        errors.len(),
+        lines.join("\n")
+    );
+    // Start-up, the ghost failing and going offline, the port lost and back, the
+    // climate device offline and back: each said once.
+    assert!(
+        lines.len() <= 16,
+        "{} lines:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(log.matches("serial port unavailable").count(), 1, "{log}");
+}

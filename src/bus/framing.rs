@@ -690,3 +690,99 @@ mod tests {
         );
     }
 }
+
+/// Properties of the reader: nothing the line carries makes it panic or take a wrong frame
+/// for the answer (issue 10).
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A read request of unit 10, and the answer it expects.
+    fn exchange() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        (0u16..100, prop::collection::vec(any::<u16>(), 1..20)).prop_map(|(address, words)| {
+            let count = words.len() as u16;
+            let request =
+                request_frame(10, &Request::ReadHoldingRegisters(address, count)).unwrap();
+            let mut body = vec![10, 3, (2 * words.len()) as u8];
+            for w in &words {
+                body.extend_from_slice(&w.to_be_bytes());
+            }
+            (request, with_crc(body))
+        })
+    }
+
+    /// What else a line carries: noise without our unit id in it (so it cannot hide an
+    /// answer of ours), other units' frames, cut frames.
+    fn junk() -> impl Strategy<Value = Vec<u8>> {
+        let noise =
+            prop::collection::vec(any::<u8>().prop_filter("not unit 10", |b| *b != 10), 0..12);
+        let foreign = (
+            (1u8..=247).prop_filter("not unit 10", |u| *u != 10),
+            prop::sample::select(vec![1u8, 2, 3, 4, 5, 6, 0x83]),
+            prop::collection::vec(any::<u8>(), 1..12),
+        )
+            .prop_map(|(unit, function, rest)| with_crc([vec![unit, function], rest].concat()));
+        let cut = foreign
+            .clone()
+            .prop_map(|frame| frame[..frame.len() / 2].to_vec());
+        prop::collection::vec(prop_oneof![noise, foreign, cut], 0..4).prop_map(|v| v.concat())
+    }
+
+    /// Feeds `stream` in chunks of the given sizes; returns the answer found.
+    fn feed(request: &[u8], echo: bool, stream: &[u8], chunks: &[usize]) -> Option<Vec<u8>> {
+        let shape = Shape::of_request(request)?;
+        let mut overdue = Overdues::default();
+        let mut reader = Reader::new(request, shape, echo, &mut overdue);
+        let mut buf = Vec::new();
+        let mut at = 0;
+        for size in chunks.iter().cycle() {
+            if at >= stream.len() {
+                break;
+            }
+            let end = (at + size.max(&1)).min(stream.len());
+            buf.extend_from_slice(&stream[at..end]);
+            at = end;
+            match reader.scan(&buf) {
+                Scan::Answer { skip, len } => return Some(buf[skip..skip + len].to_vec()),
+                Scan::More { skip } => {
+                    buf.drain(..skip);
+                }
+            }
+        }
+        None
+    }
+
+    proptest! {
+        #[test]
+        fn prop_framing_arbitrary_bytes_never_panic_and_only_well_formed_answers_pass(
+            stream in prop::collection::vec(any::<u8>(), 0..300),
+            chunks in prop::collection::vec(1usize..40, 1..5),
+            (request, _) in exchange(),
+            echo in any::<bool>(),
+        ) {
+            if let Some(answer) = feed(&request, echo, &stream, &chunks) {
+                let shape = Shape::of_request(&request).unwrap();
+                prop_assert!(crc_ok(&answer));
+                prop_assert!(shape.fits(&answer), "{:02X?}", answer);
+            }
+            let mut overdue = Overdues::default();
+            overdue.add(&request, Instant::now() + std::time::Duration::from_secs(1));
+            discard(&stream, &mut overdue);
+        }
+
+        #[test]
+        fn prop_framing_the_answer_is_found_among_junk(
+            (request, answer) in exchange(),
+            before in junk(),
+            after in junk(),
+            echo in any::<bool>(),
+            chunks in prop::collection::vec(1usize..40, 1..5),
+        ) {
+            let echoed: &[u8] = if echo { &request } else { &[] };
+            let stream = [echoed, &before, &answer, &after].concat();
+            prop_assert_eq!(feed(&request, echo, &stream, &chunks), Some(answer));
+        }
+    }
+}

@@ -193,3 +193,52 @@ fn value_qos_defaults_to_qos_and_is_checked_like_it() {
     assert_eq!((p[0].line, p[0].key.as_str()), (2, "value_qos"));
     assert!(p[0].message.contains("0, 1 or 2"), "{}", p[0].message);
 }
+
+#[test]
+fn hard_line_keys_are_checked_and_devices_inherit_the_bus_timing() {
+    let text = format!(
+        "{BUS}echo = true\noffline_poll = \"30s\"\ntimeout = \"200ms\"\nframe_gap = \"2ms\"\n\
+         [[device]]\nname = \"a\"\nunit = 1\n\
+         [[device]]\nname = \"slow\"\nunit = 2\ntimeout = \"800ms\"\n"
+    );
+    let config = parse(&text, Path::new("t")).unwrap();
+    assert_eq!(config.bus.echo, Echo::On);
+    assert_eq!(config.bus.offline_poll, Duration::from_secs(30));
+    let ms = Duration::from_millis;
+    assert_eq!(
+        config.devices[0].timing,
+        Timing {
+            timeout: ms(200),
+            frame_gap: ms(2)
+        }
+    );
+    assert_eq!(
+        config.devices[1].timing,
+        Timing {
+            timeout: ms(800),
+            frame_gap: ms(2)
+        }
+    );
+    assert_eq!(
+        parse(&format!("{BUS}echo = \"auto\"\n"), Path::new("t"))
+            .unwrap()
+            .bus
+            .echo,
+        Echo::Auto
+    );
+    let p = problems(&format!(
+        "{BUS}echo = \"sometimes\"\noffline_poll = \"soon\"\n\
+         [[device]]\nname = \"a\"\nunit = 1\ntimeout = \"0s\"\nframe_gap = \"x\"\n"
+    ));
+    let located: Vec<(usize, &str)> = p.iter().map(|p| (p.line, p.key.as_str())).collect();
+    assert_eq!(
+        located,
+        [
+            (3, "echo"),
+            (4, "offline_poll"),
+            (8, "timeout"),
+            (9, "frame_gap")
+        ],
+        "{p:?}"
+    );
+}

@@ -405,7 +405,7 @@ impl Bridge {
                 if online {
                     tracing::info!(device = %name, "device online");
                 } else {
-                    tracing::warn!(device = %name, "device offline: it stopped answering");
+                    tracing::warn!(device = %name, "device offline");
                 }
                 self.availability[device] = Some(online);
                 self.publish(&self.topics.availability(name), availability(online), true);
