@@ -1,15 +1,12 @@
 //! Running unattended: bus faults counted in bridge/stats, serial port loss and return.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use rtu2mqtt::config::Table;
 use rtu2mqtt::sim::Fault;
 
 use crate::util::{Broker, GatewayProcess, Message, Watcher, config_on, example_text, start_sim};
 
 const STATS: &str = "rtu2mqtt/bridge/stats";
-const TEMPERATURE: &str = "rtu2mqtt/climate/temperature";
 
 /// The example plus a second device, "flaky" (unit 20), fast polls and stats.
 fn two_devices(port: &str, broker: u16) -> String {
@@ -177,21 +174,8 @@ async fn port_that_disappears_and_returns_at_the_same_path_recovers() {
     );
 
     // Plugged in again: a new pty behind the same path.
-    let second = start_sim(&crate::util::example());
-    second.sim.set(10, Table::Holding, 0, 230);
-    std::os::unix::fs::symlink(&second.path, &link).unwrap();
-    let back = std::time::Instant::now();
-    assert!(
-        watcher.wait_payload(TEMPERATURE, "23").await,
-        "{}",
-        gateway.log()
-    );
-    // The port is tried at least once a second: values within 3 s of it being back.
-    assert!(
-        back.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        back.elapsed()
-    );
+    let _second =
+        crate::lines::plug_in_and_expect_values(&link, &watcher, &gateway, "replugging").await;
     let back_online = watcher
         .wait_for(|ms| {
             ms.iter()

@@ -40,6 +40,40 @@ async fn collect_for(
     values
 }
 
+/// A number from the environment (a longer or shorter run), else `default`.
+fn from_env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Plugs a simulated adapter in behind `link` (as udev makes the by-id link) with the
+/// temperature at 23 °C, and checks that the gateway publishes it within 3 s.
+pub async fn plug_in_and_expect_values(
+    link: &std::path::Path,
+    watcher: &Watcher,
+    gateway: &GatewayProcess,
+    what: &str,
+) -> crate::util::SimBus {
+    let sim = start_sim(&example());
+    sim.sim.set(10, Table::Holding, 0, 230);
+    std::os::unix::fs::symlink(&sim.path, link).unwrap();
+    let plugged = Instant::now();
+    assert!(
+        watcher.wait_payload(TEMPERATURE, "23").await,
+        "{}",
+        gateway.log()
+    );
+    eprintln!("values {:?} after {what}", plugged.elapsed());
+    assert!(
+        plugged.elapsed() < Duration::from_secs(3),
+        "{:?} after {what}",
+        plugged.elapsed()
+    );
+    sim
+}
+
 /// Waits for an event; false after the deadline.
 async fn wait_event(gateway: &mut Gateway, wanted: &Event) -> bool {
     let end = tokio::time::Instant::now() + DEADLINE;
@@ -337,10 +371,7 @@ async fn looking_for_an_echo_costs_a_clean_line_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_frames_and_a_leading_zero_cost_no_reads() {
-    let seconds: u64 = std::env::var("FOREIGN_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let seconds: u64 = from_env("FOREIGN_SECONDS", 20);
     let rig = rig(
         "100ms",
         "",
@@ -415,10 +446,7 @@ async fn a_slow_device_with_its_own_timeout_is_read_every_cycle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adapter_replugged_under_a_new_name_comes_back_within_seconds() {
-    let outage: u64 = std::env::var("REPLUG_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(45);
+    let outage: u64 = from_env("REPLUG_SECONDS", 45);
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("usb-FTDI_RS485-if00-port0");
@@ -435,33 +463,14 @@ async fn an_adapter_replugged_under_a_new_name_comes_back_within_seconds() {
     std::fs::remove_file(&link).unwrap();
     tokio::time::sleep(Duration::from_secs(outage)).await;
     // The kernel gives it another name; the by-id link follows.
-    let second = start_sim(&example());
-    second.sim.set(10, Table::Holding, 0, 230);
-    std::os::unix::fs::symlink(&second.path, &link).unwrap();
-    let back = Instant::now();
-    assert!(
-        watcher.wait_payload(TEMPERATURE, "23").await,
-        "{}",
-        gateway.log()
-    );
-    eprintln!(
-        "values {:?} after the adapter came back from {outage} s away",
-        back.elapsed()
-    );
-    assert!(
-        back.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        back.elapsed()
-    );
+    let what = format!("the adapter came back from {outage} s away");
+    let _second = plug_in_and_expect_values(&link, &watcher, &gateway, &what).await;
     assert!(gateway.child.try_wait().unwrap().is_none(), "same process");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adapter_plugged_in_after_start_is_used_within_seconds() {
-    let missing: u64 = std::env::var("LATE_ADAPTER_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let missing: u64 = from_env("LATE_ADAPTER_SECONDS", 20);
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("usb-FTDI_RS485-if00-port0");
@@ -473,23 +482,8 @@ async fn an_adapter_plugged_in_after_start_is_used_within_seconds() {
             .await
     );
     tokio::time::sleep(Duration::from_secs(missing)).await;
-    let sim = start_sim(&example());
-    std::os::unix::fs::symlink(&sim.path, &link).unwrap();
-    let plugged = Instant::now();
-    assert!(
-        watcher.wait_payload(TEMPERATURE, "21.5").await,
-        "{}",
-        gateway.log()
-    );
-    eprintln!(
-        "values {:?} after the adapter appeared {missing} s late",
-        plugged.elapsed()
-    );
-    assert!(
-        plugged.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        plugged.elapsed()
-    );
+    let what = format!("the adapter appeared {missing} s late");
+    let _sim = plug_in_and_expect_values(&link, &watcher, &gateway, &what).await;
     // The missing port was reported once, on bridge/error too.
     let errors = watcher.payloads("rtu2mqtt/bridge/error");
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -506,10 +500,7 @@ fn default_level_lines(log: &str) -> Vec<&str> {
 async fn a_dead_unit_a_lost_port_and_a_noisy_line_say_a_handful_of_lines() {
     // The run is a dead unit for two minutes, the port unplugged for one and a
     // line that puts 0x00 before every answer for half a minute; scaled down by default.
-    let scale: f64 = std::env::var("LOG_TEST_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0 / 6.0);
+    let scale: f64 = from_env("LOG_TEST_SCALE", 1.0 / 6.0);
     let phase = |seconds: f64| Duration::from_secs_f64(seconds * scale);
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
@@ -524,8 +515,8 @@ async fn a_dead_unit_a_lost_port_and_a_noisy_line_say_a_handful_of_lines() {
                 &format!("{ghost}\n# What `rtu2mqtt sim`"),
             )
     };
+    // The simulated bus has no unit 11: it never answers.
     let first = start_sim(&example());
-    first.sim.set_fault(11, Some(Fault::Silent));
     std::os::unix::fs::symlink(&first.path, &link).unwrap();
     let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
     let gateway =
@@ -544,15 +535,7 @@ async fn a_dead_unit_a_lost_port_and_a_noisy_line_say_a_handful_of_lines() {
     drop(first);
     std::fs::remove_file(&link).unwrap();
     tokio::time::sleep(phase(60.0)).await;
-    let second = start_sim(&example());
-    second.sim.set_fault(11, Some(Fault::Silent));
-    second.sim.set(10, Table::Holding, 0, 230);
-    std::os::unix::fs::symlink(&second.path, &link).unwrap();
-    assert!(
-        watcher.wait_payload(TEMPERATURE, "23").await,
-        "{}",
-        gateway.log()
-    );
+    let _second = plug_in_and_expect_values(&link, &watcher, &gateway, "the port came back").await;
     let log = gateway.log();
     let lines = default_level_lines(&log);
     let errors = watcher.payloads("rtu2mqtt/bridge/error");
