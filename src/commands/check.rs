@@ -41,9 +41,18 @@ pub fn report(config: &Config) -> String {
     let all = plan::plan(&config.devices);
     for (index, device) in config.devices.iter().enumerate() {
         let reads: Vec<&PollRequest> = all.iter().filter(|r| r.device == index).collect();
+        let timing = if device.timing == config.bus.timing {
+            String::new()
+        } else {
+            format!(
+                ", its own timeout {} and frame gap {}",
+                ms(device.timing.timeout),
+                ms(device.timing.frame_gap)
+            )
+        };
         let _ = writeln!(
             out,
-            "\ndevice {} (unit {}): {} registers in {} read{} per cycle",
+            "\ndevice {} (unit {}{timing}): {} registers in {} read{} per cycle",
             device.name,
             device.unit,
             device.registers.len(),
