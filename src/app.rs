@@ -53,7 +53,7 @@ pub async fn run(
     tracing::info!(
         devices = config.devices.len(),
         reads = polling.reads,
-        port = %config.bus.port,
+        port = %config.bus.transport,
         broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port),
         "rtu2mqtt starting"
     );

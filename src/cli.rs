@@ -51,8 +51,14 @@ pub struct SimArgs {
     #[arg(short, long)]
     pub config: PathBuf,
     /// Serve on this serial port instead of a new pseudo-terminal.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["tcp", "rtu_tcp"])]
     pub port: Option<String>,
+    /// Serve Modbus TCP on this address (e.g. 127.0.0.1:1502) instead.
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "rtu_tcp")]
+    pub tcp: Option<std::net::SocketAddr>,
+    /// Serve RTU frames over TCP on this address, as a serial device server does.
+    #[arg(long, value_name = "ADDRESS")]
+    pub rtu_tcp: Option<std::net::SocketAddr>,
     /// Hold answers back as long as the config's line would take to carry them.
     #[arg(long)]
     pub wire_speed: bool,

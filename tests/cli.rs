@@ -40,6 +40,19 @@ fn check_refuses_broken_configs_naming_key_and_line() {
         ("address = 3", "address = 70000", "address"),
         ("scale = 0.1 ", "scale = \"0.1\" ", "scale"),
         ("qos = 1\n", "qos = 1\nvalue_qos = 3\n", "value_qos"),
+        ("port = \"/dev/ttyUSB0\"", "port = \"tcp://\"", "port"),
+        ("port = \"/dev/ttyUSB0\"", "port = \"tcp://host\"", "port"),
+        (
+            "port = \"/dev/ttyUSB0\"",
+            "port = \"tcp://host:99999\"",
+            "port",
+        ),
+        ("port = \"/dev/ttyUSB0\"", "port = \"udp://x:1\"", "port"),
+        (
+            "offline_after = 3",
+            "offline_after = 3\necho = \"maybe\"",
+            "echo",
+        ),
     ];
     for (from, to, key) in cases {
         assert!(example.contains(from), "{from}");
@@ -68,4 +81,46 @@ fn check_names_a_missing_file() {
     let out = rtu2mqtt(&["check", "-c", "/nonexistent/rtu2mqtt.toml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/rtu2mqtt.toml"));
+}
+
+#[test]
+fn check_refuses_serial_keys_on_modbus_tcp_and_prints_no_line_time() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/example.toml"))
+            .unwrap();
+    let tcp = example.replace("port = \"/dev/ttyUSB0\"", "port = \"tcp://plc.local:502\"");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tcp.toml");
+    std::fs::write(&path, &tcp).unwrap();
+    let out = rtu2mqtt(&["check", "-c", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let baud_line = tcp.lines().position(|l| l.starts_with("baud")).unwrap() + 1;
+    assert!(
+        stderr.contains(&format!("tcp.toml:{baud_line}:")),
+        "{stderr}"
+    );
+    for key in ["baud", "parity", "data_bits", "stop_bits", "frame_gap"] {
+        assert!(
+            stderr.contains(&format!("`{key}`: Modbus TCP")),
+            "{key}: {stderr}"
+        );
+    }
+    let serial_keys = ["baud", "parity", "data_bits", "stop_bits", "frame_gap"];
+    let clean: String = tcp
+        .lines()
+        .filter(|l| !serial_keys.iter().any(|k| l.starts_with(k)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, clean).unwrap();
+    let out = rtu2mqtt(&["check", "-c", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Modbus TCP to plc.local:502"), "{stdout}");
+    assert!(stdout.contains("no shared serial line"), "{stdout}");
+    assert!(!stdout.contains("line time;"), "{stdout}");
 }

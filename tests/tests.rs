@@ -7,5 +7,6 @@ mod lifecycle;
 mod lines;
 mod mqtt;
 mod systemd;
+mod transports;
 mod util;
 mod wiring;

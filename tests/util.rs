@@ -15,9 +15,13 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// A simulated slave serving on a pseudo-terminal until dropped.
 pub struct SimBus {
     pub sim: Simulator,
+    /// A link to the pseudo-terminal in a directory of its own, as `/dev/serial/by-id/…`
+    /// is. It goes with the simulator: a gateway left running cannot reopen the terminal's
+    /// name once the kernel hands it to another test's simulator.
     pub path: String,
     shutdown: CancellationToken,
     _held_open: SerialStream,
+    _link_dir: tempfile::TempDir,
 }
 
 impl Drop for SimBus {
@@ -29,16 +33,20 @@ impl Drop for SimBus {
 /// Starts a simulated slave for the devices of `config` (its port is ignored).
 pub fn start_sim(config: &Config) -> SimBus {
     let sim = Simulator::from_config(config);
-    let (serve, hold, path) = Simulator::open_pty().expect("open a pseudo-terminal");
+    let (serve, hold, pty) = Simulator::open_pty().expect("open a pseudo-terminal");
+    let link_dir = tempfile::tempdir().expect("temp dir");
+    let link = link_dir.path().join("ttySIM");
+    std::os::unix::fs::symlink(&pty, &link).expect("link to the pseudo-terminal");
     let shutdown = CancellationToken::new();
     let serving = sim.clone();
     let token = shutdown.clone();
     tokio::spawn(async move { serving.serve(serve, token).await });
     SimBus {
         sim,
-        path,
+        path: link.to_str().expect("a UTF-8 temp path").to_owned(),
         shutdown,
         _held_open: hold,
+        _link_dir: link_dir,
     }
 }
 

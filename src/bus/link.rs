@@ -1,21 +1,17 @@
-//! An open line and the transactions on it: silence before each request, the request, and
-//! the answer found by [`framing::Reader`] before a deadline, with retries. Transactions
-//! end in data, an exception (the device said no) or a transport failure (the line did
-//! not deliver an answer).
+//! RTU on an open line (a serial port, or a serial device server's TCP socket): silence
+//! before each request, the request, and the answer found by [`framing::Reader`] before a
+//! deadline, with retries.
 
-use std::borrow::Cow;
-use std::io;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_modbus::{ExceptionCode, Request, Response};
 
+use super::BusError;
 use super::framing::{self, Overdues, Reader, Scan, Shape, Tally};
-use super::port::{self, Stream};
-use super::{BusError, ReadData, WriteData, WriteRequest};
-use crate::config::{Bus, Echo, Table, Timing, UnitId};
-use crate::plan::ReadRequest;
+use super::port::Stream;
+use crate::config::{Bus, Echo, Timing, UnitId};
 use crate::stats::BusStats;
 
 /// How much later than one more timeout an overdue answer may still reach us: a USB
@@ -43,39 +39,8 @@ pub struct Link {
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
-            .field("port", &self.settings.port)
+            .field("port", &self.settings.transport)
             .finish()
-    }
-}
-
-/// The request of a read.
-pub fn read_request(read: &ReadRequest) -> Request<'static> {
-    let (address, count) = (read.address, read.count);
-    match read.table {
-        Table::Coil => Request::ReadCoils(address, count),
-        Table::Discrete => Request::ReadDiscreteInputs(address, count),
-        Table::Holding => Request::ReadHoldingRegisters(address, count),
-        Table::Input => Request::ReadInputRegisters(address, count),
-    }
-}
-
-/// The request of a write and the answer that confirms it.
-pub fn write_request(write: &WriteRequest) -> (Request<'_>, Response) {
-    let address = write.address;
-    match &write.data {
-        WriteData::Coil(on) => (
-            Request::WriteSingleCoil(address, *on),
-            Response::WriteSingleCoil(address, *on),
-        ),
-        WriteData::Register(word) => (
-            Request::WriteSingleRegister(address, *word),
-            Response::WriteSingleRegister(address, *word),
-        ),
-        WriteData::Registers(words) => (
-            Request::WriteMultipleRegisters(address, Cow::Borrowed(words.as_slice())),
-            // At most 123 words fit one request.
-            Response::WriteMultipleRegisters(address, words.len() as u16),
-        ),
     }
 }
 
@@ -86,10 +51,9 @@ fn answer_repeats_request(function: u8) -> bool {
 }
 
 impl Link {
-    /// Opens the port; transactions are counted in `stats`.
-    pub fn open(settings: &Bus, stats: Arc<BusStats>) -> io::Result<Link> {
-        let stream = port::open(&settings.port, &settings.line)?;
-        Ok(Link {
+    /// RTU over `stream`; transactions are counted in `stats`.
+    pub fn new(stream: Box<dyn Stream>, settings: &Bus, stats: Arc<BusStats>) -> Link {
+        Link {
             stream,
             received: Vec::with_capacity(512),
             settings: settings.clone(),
@@ -98,47 +62,6 @@ impl Link {
             stats,
             last_frame_end: Instant::now(),
             last_unit: None,
-        })
-    }
-
-    pub async fn read(
-        &mut self,
-        read: &ReadRequest,
-        timing: Timing,
-        retries: u32,
-    ) -> Result<ReadData, BusError> {
-        let count = usize::from(read.count);
-        match self
-            .transact(read.unit, &read_request(read), timing, retries)
-            .await?
-        {
-            Response::ReadCoils(mut bits) | Response::ReadDiscreteInputs(mut bits) => {
-                bits.truncate(count);
-                Ok(ReadData::Bits(bits))
-            }
-            Response::ReadHoldingRegisters(words) | Response::ReadInputRegisters(words)
-                if words.len() == count =>
-            {
-                Ok(ReadData::Words(words))
-            }
-            other => Err(BusError::BadFrame(format!(
-                "answer does not match the read: {other:?}"
-            ))),
-        }
-    }
-
-    pub async fn write(
-        &mut self,
-        write: &WriteRequest,
-        timing: Timing,
-        retries: u32,
-    ) -> Result<(), BusError> {
-        let (request, confirmation) = write_request(write);
-        match self.transact(write.unit, &request, timing, retries).await? {
-            answer if answer == confirmation => Ok(()),
-            other => Err(BusError::BadFrame(format!(
-                "answer does not match the write: {other:?}"
-            ))),
         }
     }
 
@@ -176,9 +99,8 @@ impl Link {
         Ok(())
     }
 
-    /// One request with silence before it, a timeout, and up to `retries` retries on
-    /// transport failures.
-    async fn transact(
+    /// One request with silence before it and a timeout, and up to `retries` retries.
+    pub async fn transact(
         &mut self,
         unit: UnitId,
         request: &Request<'_>,
@@ -192,17 +114,11 @@ impl Link {
         if let Some(until) = self.overdue.hold_until(&frame, Instant::now()) {
             self.wait_out_overdue(&frame, until).await?;
         }
-        let mut attempt = 0;
+        let mut retries = super::Retries::new(unit, retries);
         loop {
             let result = self.attempt(&frame, shape, timing).await;
-            match result {
-                Err(ref error @ (BusError::Timeout(_) | BusError::BadFrame(_)))
-                    if attempt < retries =>
-                {
-                    attempt += 1;
-                    tracing::debug!(unit = unit.get(), attempt, %error, "retrying");
-                }
-                result => return result,
+            if !retries.again(&result) {
+                return result;
             }
         }
     }
@@ -320,9 +236,9 @@ impl Link {
     fn learn_echo(&mut self, echo: bool) {
         if self.echo_found != Some(echo) {
             if echo {
-                tracing::info!(port = %self.settings.port, "the adapter echoes what it sends: dropping the echo");
+                tracing::info!(port = %self.settings.transport, "the adapter echoes what it sends: dropping the echo");
             } else {
-                tracing::info!(port = %self.settings.port, "no echo on the line");
+                tracing::info!(port = %self.settings.transport, "no echo on the line");
             }
             self.echo_found = Some(echo);
         }

@@ -8,6 +8,8 @@
 pub mod framing;
 mod link;
 mod port;
+mod tcp;
+mod transport;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,9 +20,9 @@ use tokio::time::Instant;
 use tokio_modbus::{ExceptionCode, Request};
 use tokio_util::sync::CancellationToken;
 
-pub use link::Link;
+pub use transport::Connection;
 
-use crate::config::{Bus, Config, Timing, UnitId};
+use crate::config::{Bus, Config, Timing, Transport, UnitId};
 use crate::plan::ReadRequest;
 use crate::stats::BusStats;
 
@@ -81,8 +83,8 @@ pub enum BusError {
     /// Something came back but was not a valid answer (bad CRC, wrong unit, noise).
     #[error("garbled answer: {0}")]
     BadFrame(String),
-    /// The serial port is gone or cannot be opened.
-    #[error("serial port unavailable: {0}")]
+    /// The port or connection is gone or cannot be opened.
+    #[error("port unavailable: {0}")]
     PortDown(String),
     /// The gateway is shutting down.
     #[error("gateway is shutting down")]
@@ -102,6 +104,34 @@ impl BusError {
             BusError::Timeout(_) => "timeout",
             BusError::BadFrame(_) => "bad_frame",
             BusError::PortDown(_) | BusError::Stopped => "port",
+        }
+    }
+}
+
+/// Whether a failed attempt is tried again: a timeout or a garbled answer, while retries
+/// are left.
+#[derive(Debug)]
+struct Retries {
+    unit: UnitId,
+    left: u32,
+}
+
+impl Retries {
+    fn new(unit: UnitId, retries: u32) -> Retries {
+        Retries {
+            unit,
+            left: retries,
+        }
+    }
+
+    fn again<T>(&mut self, result: &Result<T, BusError>) -> bool {
+        match result {
+            Err(error @ (BusError::Timeout(_) | BusError::BadFrame(_))) if self.left > 0 => {
+                self.left -= 1;
+                tracing::debug!(unit = self.unit.get(), %error, "retrying");
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -169,8 +199,8 @@ impl Job {
 
     fn request(&self) -> Request<'_> {
         match self {
-            Job::Read(read, ..) => link::read_request(read),
-            Job::Write(write, _) => link::write_request(write).0,
+            Job::Read(read, ..) => transport::read_request(read),
+            Job::Write(write, _) => transport::write_request(write).0,
         }
     }
 }
@@ -250,7 +280,7 @@ struct Line {
     settings: Bus,
     timings: HashMap<UnitId, Timing>,
     stats: Arc<BusStats>,
-    link: Option<Link>,
+    link: Option<Connection>,
     reopen_at: Instant,
     backoff: Duration,
     outage: Option<Outage>,
@@ -265,29 +295,38 @@ impl Line {
             .unwrap_or(self.settings.timing)
     }
 
+    /// What the port is, in messages: "serial port" or "connection".
+    fn port_kind(&self) -> &'static str {
+        match self.settings.transport {
+            Transport::Serial(_) => "serial port",
+            Transport::Tcp { .. } | Transport::RtuOverTcp { .. } => "connection",
+        }
+    }
+
     /// Opens the port if it is closed and its back-off has passed.
-    fn open(&mut self) {
+    async fn open(&mut self) {
         if self.link.is_some() || Instant::now() < self.reopen_at {
             return;
         }
-        match Link::open(&self.settings, Arc::clone(&self.stats)) {
+        let port = &self.settings.transport;
+        match Connection::open(&self.settings, Arc::clone(&self.stats)).await {
             Ok(link) => {
                 match self.outage.take() {
                     Some(outage) => tracing::info!(
-                        port = %self.settings.port,
+                        %port,
                         failed_attempts = outage.attempts,
                         down_for = %humantime::format_duration(round_ms(outage.since.elapsed())),
-                        "serial port open again"
+                        "{} open again", self.port_kind()
                     ),
                     None => {
-                        tracing::info!(port = %self.settings.port, line = %self.settings.line.describe(), "serial port open")
+                        tracing::info!(%port, transport = %port.describe(), line = %self.settings.line.describe(), "{} open", self.port_kind())
                     }
                 }
                 self.link = Some(link);
                 self.backoff = REOPEN_FIRST;
                 self.port_status.send_replace(PortStatus::Open);
             }
-            Err(e) => self.failed(format!("{}: {e}", self.settings.port)),
+            Err(e) => self.failed(format!("{port}: {e}")),
         }
     }
 
@@ -295,13 +334,15 @@ impl Line {
     /// and tries again after a back-off. Said once per outage; attempts at debug level.
     fn failed(&mut self, error: String) {
         self.link = None;
+        let port = &self.settings.transport;
+        let kind = self.port_kind();
         match &mut self.outage {
             Some(outage) => {
                 outage.attempts += 1;
-                tracing::debug!(port = %self.settings.port, %error, attempts = outage.attempts, "serial port still unavailable");
+                tracing::debug!(%port, %error, attempts = outage.attempts, "{kind} still unavailable");
             }
             None => {
-                tracing::warn!(port = %self.settings.port, %error, "serial port unavailable: devices on it are offline until it is back; retrying every second");
+                tracing::warn!(%port, %error, "{kind} unavailable: devices on it are offline until it is back; retrying every second");
                 self.outage = Some(Outage {
                     since: Instant::now(),
                     attempts: 1,
@@ -355,9 +396,9 @@ impl Line {
     async fn run<T>(
         &mut self,
         unit: UnitId,
-        transaction: impl AsyncFnOnce(&mut Link) -> Result<T, BusError>,
+        transaction: impl AsyncFnOnce(&mut Connection) -> Result<T, BusError>,
     ) -> Result<T, BusError> {
-        self.open();
+        self.open().await;
         let Some(link) = self.link.as_mut() else {
             let error = self.down_error();
             self.stats
@@ -384,7 +425,7 @@ impl Line {
         match self.link.as_mut() {
             None => {
                 tokio::time::sleep_until(self.reopen_at).await;
-                self.open();
+                self.open().await;
             }
             Some(link) => match link.overdue_expiry() {
                 Some(expiry) => {
@@ -456,7 +497,7 @@ impl BusTask {
             outage: None,
             port_status: self.port_status.clone(),
         };
-        line.open();
+        line.open().await;
         let mut waiting = Waiting::default();
         let mut watchdog = Watchdog::from_env();
         loop {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Transport};
 use crate::plan::{self, PollRequest};
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
@@ -24,20 +24,35 @@ pub fn report(config: &Config) -> String {
     let gap = config.bus.timing.frame_gap;
     let mut out = String::new();
     let _ = writeln!(out, "{}: OK", config.source.display());
-    let _ = writeln!(
-        out,
-        "bus {} at {}: {} bits per character, {:.3} ms each, {} of silence before each frame{}",
-        config.bus.port,
-        line.describe(),
-        line.bits_per_char(),
-        line.char_time().as_secs_f64() * 1000.0,
-        ms(line.frame_silence()),
-        if gap.is_zero() {
-            String::new()
-        } else {
-            format!(" plus a frame gap of {}", ms(gap))
-        }
-    );
+    let transport = &config.bus.transport;
+    let _ = writeln!(out, "bus: {}", transport.describe());
+    // Modbus TCP has no shared serial line: no line time to account for, and none printed.
+    let line = transport.has_line().then_some(line);
+    if let Some(line) = line {
+        let _ = writeln!(
+            out,
+            "{} at {}: {} bits per character, {:.3} ms each, {} of silence before each frame{}",
+            if let Transport::RtuOverTcp { .. } = transport {
+                "the serial line behind the server"
+            } else {
+                "the line"
+            },
+            line.describe(),
+            line.bits_per_char(),
+            line.char_time().as_secs_f64() * 1000.0,
+            ms(line.frame_silence()),
+            if gap.is_zero() {
+                String::new()
+            } else {
+                format!(" plus a frame gap of {}", ms(gap))
+            }
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "no shared serial line: each device answers over its own connection, so the plan has no line time to add up"
+        );
+    }
     let all = plan::plan(&config.devices);
     for (index, device) in config.devices.iter().enumerate() {
         let reads: Vec<&PollRequest> = all.iter().filter(|r| r.device == index).collect();
@@ -67,7 +82,7 @@ pub fn report(config: &Config) -> String {
                 .collect();
             let _ = writeln!(
                 out,
-                "  every {:<6} fn {} {} {}..={} ({} {}): {} bytes, {}  [{}]",
+                "  every {:<6} fn {} {} {}..={} ({} {}): {} bytes{}  [{}]",
                 humantime::format_duration(r.interval).to_string(),
                 r.read.table.read_function(),
                 r.read.table.name(),
@@ -80,27 +95,37 @@ pub fn report(config: &Config) -> String {
                     "registers"
                 },
                 r.read.frame_bytes(),
-                ms(r.line_time(line)),
+                line.map_or(String::new(), |line| format!(", {}", ms(r.line_time(line)))),
                 names.join(", ")
             );
         }
         let bytes: u32 = reads.iter().map(|r| r.read.frame_bytes()).sum();
         let _ = writeln!(
             out,
-            "  one cycle: {} bytes, {} of line time",
+            "  one cycle: {} bytes{}",
             bytes,
-            ms(plan::cycle_time(reads.iter().copied(), line))
+            line.map_or(String::new(), |line| format!(
+                ", {} of line time",
+                ms(plan::cycle_time(reads.iter().copied(), line))
+            ))
         );
     }
     let bytes: u32 = all.iter().map(|r| r.read.frame_bytes()).sum();
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "\nall devices: {} read{} per cycle, {} bytes, {} of line time; at the configured intervals the line is busy {:.1}% of the time (slave turnaround not counted)",
+        "\nall devices: {} read{} per cycle, {} bytes",
         all.len(),
         if all.len() == 1 { "" } else { "s" },
         bytes,
-        ms(plan::cycle_time(&all, line)),
-        plan::utilisation(&all, line) * 100.0
     );
+    let _ = match line {
+        Some(line) => writeln!(
+            out,
+            ", {} of line time; at the configured intervals the line is busy {:.1}% of the time (slave turnaround not counted)",
+            ms(plan::cycle_time(&all, line)),
+            plan::utilisation(&all, line) * 100.0
+        ),
+        None => writeln!(out),
+    };
     out
 }

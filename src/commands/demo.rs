@@ -28,7 +28,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     tokio::spawn(async move { serving.serve(serve, token).await });
     tokio::spawn(drift_temperature(sim, shutdown.clone()));
 
-    config.bus.port = pty.clone();
+    config.bus.transport = config::Transport::Serial(pty.clone());
     config.mqtt.host = "127.0.0.1".to_owned();
     config.mqtt.port = port;
     config.mqtt.client_id = "rtu2mqtt-demo".to_owned();

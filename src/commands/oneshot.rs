@@ -5,19 +5,20 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-use crate::bus::{Link, WriteData, WriteRequest};
+use crate::bus::{Connection, WriteData, WriteRequest};
 use crate::cli::{LineArgs, ReadArgs, WriteArgs};
 use crate::codec::Codec;
-use crate::config::{Bus, Table, Timing, UnitId};
+use crate::config::{Bus, Table, Timing, Transport, UnitId};
 use crate::plan::ReadRequest;
 
-fn open(args: &LineArgs) -> anyhow::Result<(Link, Timing)> {
+async fn open(args: &LineArgs) -> anyhow::Result<(Connection, Timing)> {
     let timing = Timing {
         timeout: args.timeout,
         frame_gap: Duration::ZERO,
     };
+    let transport = Transport::parse(&args.port).map_err(anyhow::Error::msg)?;
     let bus = Bus {
-        port: args.port.clone(),
+        transport,
         line: args.line(),
         timing,
         retries: 0,
@@ -25,7 +26,8 @@ fn open(args: &LineArgs) -> anyhow::Result<(Link, Timing)> {
         offline_poll: Duration::ZERO,
         echo: args.echo,
     };
-    let link = Link::open(&bus, std::sync::Arc::default())
+    let link = Connection::open(&bus, std::sync::Arc::default())
+        .await
         .with_context(|| format!("cannot open {}", args.port))?;
     Ok((link, timing))
 }
@@ -64,7 +66,7 @@ pub async fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
         address: line.address,
         count,
     };
-    let (mut link, timing) = open(line)?;
+    let (mut link, timing) = open(line).await?;
     let data = link.read(&request, timing, 0).await.with_context(|| {
         format!(
             "reading {} {} of unit {}",
@@ -109,7 +111,7 @@ pub async fn write(args: WriteArgs) -> anyhow::Result<ExitCode> {
         address: line.address,
         data,
     };
-    let (mut link, timing) = open(line)?;
+    let (mut link, timing) = open(line).await?;
     link.write(&request, timing, 0).await.with_context(|| {
         format!(
             "writing {} {} of unit {}",

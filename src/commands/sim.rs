@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use tokio_serial::SerialPortBuilderExt;
 
 use crate::config;
-use crate::sim::{Fault, Simulator};
+use crate::sim::{Fault, Simulator, TcpFraming};
 
 pub async fn run(args: crate::cli::SimArgs) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config)?;
@@ -24,6 +24,25 @@ pub async fn run(args: crate::cli::SimArgs) -> anyhow::Result<ExitCode> {
         .filter(|d| !args.silent.contains(&d.unit.get()))
         .map(|d| format!("{} ({})", d.unit, d.name))
         .collect();
+    let tcp = args
+        .tcp
+        .map(|address| (address, TcpFraming::Mbap, "tcp"))
+        .or(args
+            .rtu_tcp
+            .map(|address| (address, TcpFraming::Rtu, "rtu+tcp")));
+    if let Some((address, framing, scheme)) = tcp {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let address = listener.local_addr()?;
+        // The port to give the gateway alone on stdout, for scripts; the rest is log.
+        println!("{scheme}://{address}");
+        tracing::info!(%address, units = %units.join(", "), "simulated slave serving {scheme} (Ctrl-C to stop)");
+        sim.serve_tcp(listener, framing, shutdown)
+            .await
+            .context("serving the simulated bus")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (port, _held_open, path) = match args.port {
         Some(path) => {
             let port = tokio_serial::new(&path, config.bus.line.baud)

@@ -3,6 +3,7 @@
 
 mod model;
 mod raw;
+mod transport;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -15,6 +16,7 @@ use toml::Spanned;
 use crate::codec::{Codec, Value, ValueType};
 pub use model::*;
 use raw::{RawBus, RawConfig, RawDevice, RawEcho, RawMqtt, RawRegister, RawTable, SimValue};
+pub use transport::Transport;
 
 /// The example config of the reference device, also what `demo` runs.
 pub const EXAMPLE: &str = include_str!("../../configs/example.toml");
@@ -198,6 +200,15 @@ impl Validator<'_> {
         }
     }
 
+    /// A serial line's key under Modbus TCP.
+    fn no_serial_line(&mut self, span: Range<usize>, key: &str) {
+        self.problem(
+            span,
+            key,
+            "Modbus TCP (port = \"tcp://…\") has no serial line: remove this key, or use rtu+tcp:// for a serial device server",
+        );
+    }
+
     fn name(&mut self, name: &Spanned<String>, key: &str) {
         let n = name.get_ref();
         if n.is_empty() || n.contains(['/', '+', '#']) || n.chars().any(char::is_whitespace) {
@@ -230,6 +241,10 @@ impl Validator<'_> {
         for raw_device in raw.devices {
             let name = raw_device.get_ref().name.clone();
             let unit = raw_device.get_ref().unit.clone();
+            if let (Some(gap), false) = (&raw_device.get_ref().frame_gap, bus.transport.has_line())
+            {
+                self.no_serial_line(gap.span(), "frame_gap");
+            }
             if let Some(device) = self.device(raw_device.into_inner(), bus.timing) {
                 if !names.insert(device.name.clone()) {
                     self.problem(name.span(), "name", "another device already has this name");
@@ -349,6 +364,28 @@ impl Validator<'_> {
 
     fn bus(&mut self, raw: Spanned<RawBus>) -> Bus {
         let raw = raw.into_inner();
+        let transport = match Transport::parse(raw.port.get_ref()) {
+            Ok(transport) => transport,
+            Err(e) => {
+                self.problem(raw.port.span(), "port", e);
+                Transport::Serial(raw.port.get_ref().clone())
+            }
+        };
+        if !transport.has_line() {
+            let serial_keys = [
+                ("baud", raw.baud.as_ref().map(Spanned::span)),
+                ("parity", raw.parity.as_ref().map(Spanned::span)),
+                ("data_bits", raw.data_bits.as_ref().map(Spanned::span)),
+                ("stop_bits", raw.stop_bits.as_ref().map(Spanned::span)),
+                ("frame_gap", raw.frame_gap.as_ref().map(Spanned::span)),
+                ("echo", raw.echo.as_ref().map(Spanned::span)),
+            ];
+            for (key, span) in serial_keys {
+                if let Some(span) = span {
+                    self.no_serial_line(span, key);
+                }
+            }
+        }
         let baud = match raw.baud {
             Some(b) if *b.get_ref() == 0 => {
                 self.problem(b.span(), "baud", "must be a positive rate such as 9600");
@@ -398,10 +435,10 @@ impl Validator<'_> {
             },
         };
         Bus {
-            port: raw.port.into_inner(),
+            transport,
             line: LineSettings {
                 baud,
-                parity: raw.parity.unwrap_or(Parity::Even),
+                parity: raw.parity.map_or(Parity::Even, Spanned::into_inner),
                 data_bits,
                 stop_bits,
             },

@@ -121,7 +121,8 @@ pub struct Tls {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bus {
-    pub port: String,
+    /// `port`: where the bus is and how frames travel there.
+    pub transport: super::Transport,
     pub line: LineSettings,
     /// The line's timing; a device may override it.
     pub timing: Timing,

@@ -50,7 +50,7 @@ pub struct RawTls {
 pub struct RawBus {
     pub port: Spanned<String>,
     pub baud: Option<Spanned<u32>>,
-    pub parity: Option<Parity>,
+    pub parity: Option<Spanned<Parity>>,
     pub data_bits: Option<Spanned<u8>>,
     pub stop_bits: Option<Spanned<u8>>,
     pub timeout: Option<Spanned<String>>,

@@ -10,7 +10,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_serial::{SerialPort, SerialStream};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,15 @@ pub enum Fault {
     Exception(u8),
     /// Answers, then leaves garbage on the line.
     Noise,
+}
+
+/// How frames travel over a TCP connection to the simulated slave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpFraming {
+    /// Modbus TCP: MBAP header and PDU.
+    Mbap,
+    /// RTU frames, as a serial device server in transparent mode passes them on.
+    Rtu,
 }
 
 /// How the line between the gateway and the simulated units misbehaves, whoever is asked.
@@ -214,10 +223,17 @@ impl Simulator {
     }
 
     /// Answers requests on `port` until `shutdown`.
-    pub async fn serve(
+    pub async fn serve(&self, port: SerialStream, shutdown: CancellationToken) -> io::Result<()> {
+        self.serve_rtu(port, shutdown, false).await
+    }
+
+    /// Answers RTU frames on `port` until `shutdown`, or until it closes when
+    /// `ends_at_close` (a socket; a pseudo-terminal only goes quiet).
+    async fn serve_rtu<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        mut port: SerialStream,
+        mut port: S,
         shutdown: CancellationToken,
+        ends_at_close: bool,
     ) -> io::Result<()> {
         let mut buf: Vec<u8> = Vec::with_capacity(512);
         let mut chunk = [0u8; 512];
@@ -243,6 +259,7 @@ impl Simulator {
             };
             match read {
                 None => buf.clear(),
+                Some(Ok(0)) if ends_at_close => return Ok(()),
                 Some(Ok(0)) => idle().await,
                 Some(Ok(n)) => {
                     buf.extend_from_slice(&chunk[..n]);
@@ -277,7 +294,11 @@ impl Simulator {
         line.frame_silence().max(Duration::from_millis(20))
     }
 
-    async fn answer_frames(&self, buf: &mut Vec<u8>, port: &mut SerialStream) -> io::Result<()> {
+    async fn answer_frames<S: AsyncWrite + Unpin>(
+        &self,
+        buf: &mut Vec<u8>,
+        port: &mut S,
+    ) -> io::Result<()> {
         loop {
             match frame::parse_request(buf) {
                 Parsed::Incomplete => return Ok(()),
@@ -297,9 +318,21 @@ impl Simulator {
         }
     }
 
-    /// The bytes to send back for one good request, after any fault; `None` for silence.
+    /// The RTU frame to send back for one good request, after any fault; `None` for
+    /// silence.
     fn answer(&self, request: &[u8]) -> Option<(Vec<u8>, Option<Fault>)> {
         let (unit, pdu) = (request[0], &request[1..request.len() - 2]);
+        let (response, fault) = self.answer_pdu(unit, pdu)?;
+        let mut frame = frame::with_crc([vec![unit], response].concat());
+        if fault == Some(Fault::BadCrc) {
+            let last = frame.len() - 1;
+            frame[last] ^= 0x5A;
+        }
+        Some((frame, fault))
+    }
+
+    /// The response PDU to a request PDU for `unit`, after any fault; `None` for silence.
+    fn answer_pdu(&self, unit: u8, pdu: &[u8]) -> Option<(Vec<u8>, Option<Fault>)> {
         let mut state = self.lock();
         if state.seen.len() == SEEN_KEPT {
             state.seen.pop_front();
@@ -327,21 +360,88 @@ impl Simulator {
             Some(Fault::Exception(code)) => Err(code),
             _ => memory.execute(pdu),
         };
-        let body = match result {
-            Ok(response) => [vec![unit], response].concat(),
-            Err(code) => vec![unit, pdu[0] | 0x80, code],
+        let response = match result {
+            Ok(response) => response,
+            Err(code) => vec![pdu.first().copied().unwrap_or(0) | 0x80, code],
         };
-        let mut frame = frame::with_crc(body);
-        if fault == Some(Fault::BadCrc) {
-            let last = frame.len() - 1;
-            frame[last] ^= 0x5A;
-        }
-        Some((frame, fault))
+        Some((response, fault))
     }
 
-    async fn send(
+    /// Serves every connection to `listener` until `shutdown`: Modbus TCP, or RTU frames
+    /// over TCP as a serial device server in transparent mode passes them on.
+    pub async fn serve_tcp(
         &self,
-        port: &mut SerialStream,
+        listener: tokio::net::TcpListener,
+        framing: TcpFraming,
+        shutdown: CancellationToken,
+    ) -> io::Result<()> {
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                accepted = listener.accept() => accepted?,
+            };
+            tracing::debug!(%peer, "simulated slave: a master connected");
+            let sim = self.clone();
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                let served = match framing {
+                    TcpFraming::Mbap => sim.serve_mbap(stream, token).await,
+                    TcpFraming::Rtu => sim.serve_rtu(stream, token, true).await,
+                };
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "simulated slave: connection ended");
+                }
+            });
+        }
+    }
+
+    /// Modbus TCP on one connection: a 7-byte MBAP header (transaction, protocol, length,
+    /// unit), then the PDU; the answer carries the same transaction id.
+    async fn serve_mbap(
+        &self,
+        mut stream: tokio::net::TcpStream,
+        shutdown: CancellationToken,
+    ) -> io::Result<()> {
+        let mut header = [0u8; 7];
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                read = stream.read_exact(&mut header) => match read {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(e) => return Err(e),
+                },
+            }
+            let length = usize::from(u16::from_be_bytes([header[4], header[5]]));
+            if !(2..=254).contains(&length) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("MBAP length {length}"),
+                ));
+            }
+            let mut pdu = vec![0u8; length - 1];
+            stream.read_exact(&mut pdu).await?;
+            let unit = header[6];
+            let Some((response, fault)) = self.answer_pdu(unit, &pdu) else {
+                continue;
+            };
+            if let Some(Fault::Late(delay)) = fault {
+                tokio::time::sleep(delay).await;
+            }
+            // At most 253 bytes of PDU and the unit.
+            let length = (response.len() + 1) as u16;
+            let mut answer = Vec::with_capacity(7 + response.len());
+            answer.extend_from_slice(&header[..4]);
+            answer.extend_from_slice(&length.to_be_bytes());
+            answer.push(unit);
+            answer.extend(response);
+            stream.write_all(&answer).await?;
+        }
+    }
+
+    async fn send<S: AsyncWrite + Unpin>(
+        &self,
+        port: &mut S,
         request_len: usize,
         (mut frame, fault): (Vec<u8>, Option<Fault>),
     ) -> io::Result<()> {
