@@ -4,6 +4,7 @@ pub mod app;
 pub mod broker;
 pub mod bus;
 pub mod cli;
+pub mod clock;
 pub mod codec;
 pub mod commands;
 pub mod config;

@@ -64,6 +64,8 @@ struct Slot {
     parked: bool,
     /// The device refuses this read (an exception), already reported.
     refused: bool,
+    /// In flight as a probe of its offline device.
+    probing: bool,
 }
 
 impl Slot {
@@ -74,6 +76,7 @@ impl Slot {
             in_flight: false,
             parked: false,
             refused: false,
+            probing: false,
         }
     }
 }
@@ -164,7 +167,7 @@ impl Scheduler {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some((slot, result)) = in_flight.next() => self.finish(slot, result),
-                () = sleep_until(next_due) => {
+                () = crate::clock::sleep_until(next_due) => {
                     let now = Instant::now();
                     for (index, slot) in self.slots.iter_mut().enumerate() {
                         if slot.in_flight || slot.parked || slot.due > now {
@@ -181,6 +184,7 @@ impl Scheduler {
                         let bus = self.bus.clone();
                         let read = slot.request.read;
                         let probe = self.health[slot.request.device].probe_backoff.is_some();
+                        slot.probing = probe;
                         in_flight.push(async move {
                             let result = if probe { bus.probe(read).await } else { bus.read(read).await };
                             (index, result)
@@ -290,17 +294,17 @@ impl Scheduler {
             tracing::info!(
                 device = %self.devices[device].name,
                 failed_attempts = episode.attempts,
-                failing_for = %humantime::format_duration(Duration::from_millis(
-                    u64::try_from(episode.since.elapsed().as_millis()).unwrap_or(u64::MAX)
-                )),
+                failing_for = %humantime::format_duration(crate::clock::to_ms(episode.since.elapsed())),
                 "device answers again"
             );
         }
         if health.probe_backoff.take().is_some() {
+            // Back on its schedule from now: the deadlines it missed while parked were not
+            // the line's fault, so they are no overruns.
             let now = Instant::now();
             for slot in self.slots.iter_mut().filter(|s| s.request.device == device) {
                 slot.parked = false;
-                slot.due = slot.due.min(now);
+                slot.due = now;
             }
         }
         if health.online != Some(true) {
@@ -350,34 +354,46 @@ impl Scheduler {
     }
 
     /// Parks the reads of an offline device but one, which probes it after a pause that
-    /// grows with every failed probe.
+    /// grows with every failed probe. The probe moves on to the device's next read each
+    /// time: a read the device never answers (some are silent on an unmapped range instead
+    /// of refusing it) cannot keep it offline.
     fn probe_later(&mut self, index: usize) {
         let device = self.slots[index].request.device;
-        let probe = self
-            .slots
-            .iter()
-            .position(|s| s.request.device == device)
-            .unwrap_or(index);
+        let was_probe = std::mem::take(&mut self.slots[index].probing);
         let health = &mut self.health[device];
         let ceiling = self.offline_poll;
         let backoff = match health.probe_backoff {
             None => FIRST_PROBE.min(ceiling),
-            // Only a failed probe slows the pace, not reads still in flight when it began.
-            Some(b) if index == probe => (b * 2).min(ceiling),
-            Some(b) => b,
+            Some(b) if was_probe => (b * 2).min(ceiling),
+            // A read already on its way when the device went offline: no probe, no slower;
+            // if it is the one chosen to probe next, it probes after the same pause.
+            Some(b) => {
+                let chosen = !self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .any(|(i, s)| i != index && s.request.device == device && !s.parked);
+                if chosen {
+                    self.slots[index].due = Instant::now() + b;
+                } else {
+                    self.slots[index].parked = true;
+                }
+                return;
+            }
         };
         health.probe_backoff = Some(backoff);
+        let count = self.slots.len();
+        let next = (1..=count)
+            .map(|step| (index + step) % count)
+            .find(|i| self.slots[*i].request.device == device)
+            .unwrap_or(index);
         let now = Instant::now();
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if slot.request.device != device {
-                continue;
-            }
-            if i == probe {
-                if index == probe || !slot.in_flight {
+            if slot.request.device == device {
+                slot.parked = i != next;
+                if i == next {
                     slot.due = now + backoff;
                 }
-            } else {
-                slot.parked = true;
             }
         }
     }
@@ -385,12 +401,5 @@ impl Scheduler {
     fn emit(&self, event: Event) {
         // The receiver outlives the scheduler except at shutdown, when nothing is lost.
         let _ = self.events.send(event);
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }

@@ -176,14 +176,16 @@ impl BusStats {
         }
     }
 
-    /// What was skipped during or after `unit`'s transaction.
-    pub fn tally(&self, unit: u8, tally: Tally) {
+    /// What was skipped during or after `unit`'s transaction (before the first one: none).
+    pub fn tally(&self, unit: Option<u8>, tally: Tally) {
         if tally == Tally::default() {
             return;
         }
         let mut period = self.lock();
         period.skipped += tally;
-        period.units.entry(unit).or_default().noise_bytes += tally.noise_bytes;
+        if let Some(unit) = unit {
+            period.units.entry(unit).or_default().noise_bytes += tally.noise_bytes;
+        }
     }
 
     /// The period so far; starts the next one.
@@ -233,7 +235,7 @@ mod tests {
         );
         stats.record(11, ms(100), ms(100), Err(&BusError::BadFrame("crc".into())));
         stats.tally(
-            11,
+            Some(11),
             Tally {
                 noise_bytes: 6,
                 foreign_frames: 2,

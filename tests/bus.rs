@@ -18,6 +18,7 @@ pub struct Gateway {
     pub bus: BusHandle,
     pub events: mpsc::UnboundedReceiver<Event>,
     pub stats: std::sync::Arc<rtu2mqtt::stats::BusStats>,
+    pub scheduler: std::sync::Arc<rtu2mqtt::scheduler::SchedulerStats>,
     shutdown: CancellationToken,
 }
 
@@ -34,11 +35,13 @@ pub fn start_gateway(config: &Config) -> Gateway {
     tokio::spawn(task.run(shutdown.clone()));
     let (tx, events) = mpsc::unbounded_channel();
     let scheduler = Scheduler::new(config, handle.clone(), tx);
+    let scheduler_stats = scheduler.stats();
     tokio::spawn(scheduler.run(shutdown.clone()));
     Gateway {
         bus: handle,
         events,
         stats,
+        scheduler: scheduler_stats,
         shutdown,
     }
 }

@@ -187,14 +187,21 @@ async fn port_that_disappears_and_returns_at_the_same_path_recovers() {
     assert!(back_online, "{:?}", watcher.payloads(availability));
     // Said once when it went and once when it came back, with the count of attempts.
     let log = gateway.log();
-    assert_eq!(default_level(&log, "serial port unavailable"), 1, "{log}");
-    assert_eq!(default_level(&log, "serial port open again"), 1, "{log}");
+    assert_eq!(
+        crate::util::default_level_lines(&log)
+            .iter()
+            .filter(|l| l.contains("serial port unavailable"))
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        crate::util::default_level_lines(&log)
+            .iter()
+            .filter(|l| l.contains("serial port open again"))
+            .count(),
+        1,
+        "{log}"
+    );
     assert!(log.contains("failed_attempts="), "{log}");
-}
-
-/// Lines of `log` containing `text` that the default log level (info) shows.
-fn default_level(log: &str, text: &str) -> usize {
-    log.lines()
-        .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE ") && l.contains(text))
-        .count()
 }

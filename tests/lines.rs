@@ -10,8 +10,8 @@ use rtu2mqtt::sim::{Fault, Wire};
 
 use crate::bus::{Gateway, start_gateway};
 use crate::util::{
-    Broker, DEADLINE, GatewayProcess, Watcher, config_on, example, example_text, small_config,
-    start_sim,
+    Broker, DEADLINE, GatewayProcess, Watcher, config_on, default_level_lines, example,
+    example_text, small_config, start_sim,
 };
 
 const TEMPERATURE: &str = "rtu2mqtt/climate/temperature";
@@ -193,6 +193,69 @@ async fn a_bus_with_a_dead_device_reports_it_back_when_it_answers() {
         back.elapsed() < Duration::from_secs(2),
         "{:?}",
         back.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_move_across_reads_and_a_device_back_counts_no_overruns() {
+    // Two reads; the device stays silent on the first even once it is back (as meters do
+    // on an unmapped range instead of refusing it): probing only that read would keep it
+    // offline for ever.
+    let registers = "[[device.register]]\nname = \"a\"\naddress = 0\n\
+                     [[device.register]]\nname = \"b\"\naddress = 50\n";
+    let text = small_config(
+        "offline_after = 2\noffline_poll = \"300ms\"",
+        "max_gap = 0",
+        registers,
+    );
+    let sim = start_sim(&config_on(&text, "/dev/null"));
+    sim.sim.set(1, Table::Holding, 50, 5);
+    sim.sim.set_fault(1, Some(Fault::Silent));
+    let config = config_on(&text, &sim.path);
+    let mut gateway = start_gateway(&config);
+    assert!(
+        wait_event(
+            &mut gateway,
+            &Event::Availability {
+                device: 0,
+                online: false
+            }
+        )
+        .await
+    );
+    // Parked a good while: many deadlines of its 50 ms polls pass.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    gateway
+        .scheduler
+        .overruns
+        .swap(0, std::sync::atomic::Ordering::Relaxed);
+    sim.sim.set_fault(1, None);
+    sim.sim.set_address_fault(1, 0, Some(Fault::Silent));
+    assert!(
+        wait_event(
+            &mut gateway,
+            &Event::Availability {
+                device: 0,
+                online: true
+            }
+        )
+        .await,
+        "never back: {:?}",
+        sim.sim
+            .seen()
+            .iter()
+            .rev()
+            .take(6)
+            .map(|s| s.address)
+            .collect::<Vec<_>>()
+    );
+    let overruns = gateway
+        .scheduler
+        .overruns
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        overruns <= 2,
+        "{overruns} overruns counted for deadlines missed while parked"
     );
 }
 
@@ -487,13 +550,6 @@ async fn an_adapter_plugged_in_after_start_is_used_within_seconds() {
     // The missing port was reported once, on bridge/error too.
     let errors = watcher.payloads("rtu2mqtt/bridge/error");
     assert_eq!(errors.len(), 1, "{errors:?}");
-}
-
-/// Lines of `log` that the default log level (info) shows.
-fn default_level_lines(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

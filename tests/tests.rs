@@ -5,6 +5,7 @@ mod cli;
 mod faults;
 mod lifecycle;
 mod lines;
+mod many;
 mod mqtt;
 mod systemd;
 mod transports;

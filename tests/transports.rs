@@ -237,12 +237,11 @@ async fn unavailable_then_served(port: &str, serve_on: Option<u16>) {
     let broker = Broker::start();
     let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
     let gateway = GatewayProcess::start(&text(port, broker.port));
-    let said = |log: &str| log.contains("connection unavailable");
-    let deadline = Instant::now() + crate::util::DEADLINE;
-    while !said(&gateway.log()) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(said(&gateway.log()), "{}", gateway.log());
+    assert!(
+        gateway.wait_log("connection unavailable").await,
+        "{}",
+        gateway.log()
+    );
     assert!(
         watcher
             .wait_for(|ms| ms.iter().any(|m| m.topic == "rtu2mqtt/bridge/error"))

@@ -339,16 +339,27 @@ impl GatewayProcess {
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config_text).expect("write config");
         let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log file");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_rtu2mqtt"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rtu2mqtt"));
+        command
             .arg("run")
             .arg("-c")
             .arg(&path)
             .env("RUST_LOG", "rtu2mqtt=debug")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start rtu2mqtt run");
+            .stderr(log);
+        // A test run that is killed leaves no gateway behind: one would go on reopening its
+        // port path every second and take a later test's pseudo-terminal of that name.
+        // SAFETY: prctl only sets a flag of the new process; nothing is allocated.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("start rtu2mqtt run");
         GatewayProcess { child, dir }
     }
 
@@ -431,4 +442,11 @@ pub fn example_text(port: &str, broker: u16) -> String {
         .replace("[mqtt]\n", &format!("[mqtt]\nport = {broker}\n"))
         .replace("poll = \"2s\"", "poll = \"200ms\"")
         .replace("publish = \"change\"", "publish = \"always\"")
+}
+
+/// Lines of a gateway's log that the default log level (info) shows.
+pub fn default_level_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
+        .collect()
 }

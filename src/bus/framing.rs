@@ -55,11 +55,6 @@ pub fn request_frame(unit: u8, request: &Request<'_>) -> Option<Vec<u8>> {
             word(*address);
             word(*value);
         }
-        Request::MaskWriteRegister(address, and, or) => {
-            word(*address);
-            word(*and);
-            word(*or);
-        }
         Request::WriteMultipleRegisters(address, words) => {
             let count = u16::try_from(words.len()).ok().filter(|c| *c <= 123)?;
             word(*address);
@@ -82,6 +77,9 @@ pub struct Shape {
     pub function: u8,
     /// Bytes of the normal (not exception) answer.
     pub len: usize,
+    /// The byte count a read's answer carries in its third byte: a request of another
+    /// master to our unit may have our answer's length, seldom also this byte.
+    byte_count: Option<u8>,
 }
 
 impl Shape {
@@ -93,39 +91,43 @@ impl Shape {
                 .get(4..6)
                 .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
         };
-        let len = match function {
-            1 | 2 => 5 + count()?.div_ceil(8),
-            3 | 4 => 5 + 2 * count()?,
-            5 | 6 | 15 | 16 => 8,
-            22 => 10,
+        let data = match function {
+            1 | 2 => Some(count()?.div_ceil(8)),
+            3 | 4 => Some(2 * count()?),
+            5 | 6 | 16 => None,
             _ => return None,
         };
         Some(Shape {
             unit,
             function,
-            len,
+            len: data.map_or(8, |data| 5 + data),
+            byte_count: data.map(|data| u8::try_from(data).ok()).unwrap_or(None),
         })
+    }
+
+    /// Whether an answer to this request and one to `other` could pass for each other:
+    /// same unit and function (an exception answer has one length whatever was asked).
+    fn confusable(&self, other: &Shape) -> bool {
+        (self.unit, self.function) == (other.unit, other.function)
     }
 
     /// Whether a whole frame with a good CRC is an answer of this shape (normal or
     /// exception).
     fn fits(&self, frame: &[u8]) -> bool {
-        frame.first() == Some(&self.unit)
-            && match frame.get(1) {
-                Some(&f) if f == self.function => frame.len() == self.len,
-                Some(&f) if f == self.function | 0x80 => frame.len() == EXCEPTION_LEN,
-                _ => false,
-            }
+        self.answer_len(frame) == Some(frame.len())
     }
 
-    /// The length of the answer of this shape that `buf` starts with, if it starts with
-    /// its unit and function: the length may be more than `buf` holds yet.
+    /// The length of the answer of this shape that `buf` starts with, if it starts like
+    /// one: the length may be more than `buf` holds yet.
     fn answer_len(&self, buf: &[u8]) -> Option<usize> {
         if buf.first() != Some(&self.unit) {
             return None;
         }
         match buf.get(1) {
-            Some(&f) if f == self.function => Some(self.len),
+            Some(&f) if f == self.function => match (self.byte_count, buf.get(2)) {
+                (Some(count), Some(&byte)) if byte != count => None,
+                _ => Some(self.len),
+            },
             Some(&f) if f == self.function | 0x80 => Some(EXCEPTION_LEN),
             _ => None,
         }
@@ -186,6 +188,18 @@ pub struct Tally {
     pub echoes: u64,
 }
 
+impl Tally {
+    /// A whole frame that is not our answer: a late answer if an overdue request claims
+    /// it, else a foreign frame.
+    pub fn skipped_frame(&mut self, frame: &[u8], overdue: &mut Overdues) {
+        if overdue.claim(frame) {
+            self.late_answers += 1;
+        } else {
+            self.foreign_frames += 1;
+        }
+    }
+}
+
 impl std::ops::AddAssign for Tally {
     fn add_assign(&mut self, other: Tally) {
         self.noise_bytes += other.noise_bytes;
@@ -237,14 +251,14 @@ impl Overdues {
         self.pending.retain(|o| o.until > now);
     }
 
-    /// Until when a request must wait before it may go out: a request with an answer of
-    /// the same shape is overdue.
+    /// Until when a request must wait before it may go out: a request whose answer could
+    /// pass for its answer is overdue.
     pub fn hold_until(&mut self, request: &[u8], now: Instant) -> Option<Instant> {
         self.forget_expired(now);
         let shape = Shape::of_request(request)?;
         self.pending
             .iter()
-            .filter(|o| o.shape == shape)
+            .filter(|o| o.shape.confusable(&shape))
             .map(|o| o.until)
             .max()
     }
@@ -332,47 +346,73 @@ impl<'a> Reader<'a> {
                     continue;
                 }
             }
-            if let Some(len) = self.shape.answer_len(rest) {
-                match rest.get(..len) {
-                    Some(frame) if crc_ok(frame) => return Scan::Answer { skip: at, len },
-                    // Another frame that starts like ours (an echo not expected) is
-                    // skipped below; anything else is our answer, garbled: skipped whole
-                    // (it is no noise), up to where our answer may start after all.
-                    Some(_) if !matches!(frame_at(rest), Ok(Some(_))) => {
-                        self.garbled = true;
-                        at += (1..len)
-                            .find(|&offset| self.shape.answer_len(&rest[offset..]).is_some())
-                            .unwrap_or(len);
-                        continue;
-                    }
-                    Some(_) => {}
-                    None => match self.answer_further_on(rest) {
-                        Some(offset) => {
-                            self.tally.noise_bytes += offset as u64;
-                            at += offset;
-                            continue;
-                        }
-                        None => return Scan::More { skip: at },
-                    },
-                }
+            if let Some(len) = self.shape.answer_len(rest)
+                && rest.get(..len).is_some_and(crc_ok)
+            {
+                return Scan::Answer { skip: at, len };
             }
             match frame_at(rest) {
+                // A short frame may check out by chance (a CRC is 16 bits): our whole
+                // answer starting inside it is the stronger evidence.
                 Ok(Some(len)) => {
-                    self.skip_frame(&rest[..len]);
-                    at += len;
+                    let ours = (1..len).find(|&o| self.shape.answer_len(&rest[o..]).is_some());
+                    match ours {
+                        Some(offset) if rest[offset..].len() < self.shape.len => {
+                            return Scan::More { skip: at };
+                        }
+                        Some(offset) if self.answer_further_on(rest) == Some(offset) => {
+                            self.tally += discard(&rest[..offset], self.overdue);
+                            at += offset;
+                        }
+                        _ => {
+                            self.tally.skipped_frame(&rest[..len], self.overdue);
+                            at += len;
+                        }
+                    }
                 }
+                // A frame may still be arriving, ours or another's; unless ours is
+                // already further on, and what is before it was junk.
                 Err(()) => match self.answer_further_on(rest) {
                     Some(offset) => {
-                        self.tally.noise_bytes += offset as u64;
+                        self.tally += discard(&rest[..offset], self.overdue);
                         at += offset;
                     }
-                    None => return Scan::More { skip: at },
+                    None => {
+                        // Our answer's length is here but its CRC is bad: unless a longer
+                        // frame completes it, the device answered and the line garbled it.
+                        self.garbled |= self
+                            .shape
+                            .answer_len(rest)
+                            .is_some_and(|len| rest.len() >= len);
+                        return Scan::More { skip: at };
+                    }
                 },
-                Ok(None) => {
-                    self.tally.noise_bytes += 1;
-                    at += 1;
-                }
+                Ok(None) => match self.shape.answer_len(rest) {
+                    // Our answer, whole, with a bad CRC: the device answered and the line
+                    // garbled it. Skipped whole (it is no noise), up to where our unit id
+                    // comes again, in case our answer starts there after all.
+                    Some(len) if rest.len() >= len => {
+                        self.garbled = true;
+                        at += (1..len)
+                            .find(|&offset| rest[offset] == self.shape.unit)
+                            .unwrap_or(len);
+                    }
+                    Some(_) => return Scan::More { skip: at },
+                    None => {
+                        self.tally.noise_bytes += 1;
+                        at += 1;
+                    }
+                },
             }
+        }
+    }
+
+    /// How many bytes at the start of `buf` are our answer, garbled: no noise when the
+    /// wait ends on them.
+    pub fn garbled_len(&self, buf: &[u8]) -> usize {
+        match self.shape.answer_len(buf) {
+            Some(len) if self.garbled && buf.len() >= len => len,
+            _ => 0,
         }
     }
 
@@ -387,40 +427,39 @@ impl<'a> Reader<'a> {
                 .is_some_and(crc_ok)
         })
     }
-
-    fn skip_frame(&mut self, frame: &[u8]) {
-        if self.overdue.claim(frame) {
-            self.tally.late_answers += 1;
-        } else {
-            self.tally.foreign_frames += 1;
-        }
-    }
 }
 
 /// Sorts bytes that arrived while no answer was awaited (between transactions) into late
 /// answers, foreign frames and noise. What is cut off at the end counts as noise: nothing
 /// that began before our next request can be the answer to it.
 pub fn discard(buf: &[u8], overdue: &mut Overdues) -> Tally {
+    sort_out(buf, overdue, false).0
+}
+
+/// Like [`discard`], but stops before a frame that may still be arriving (the rest of a
+/// late answer may follow): returns the tally and how many bytes were sorted.
+pub fn discard_complete(buf: &[u8], overdue: &mut Overdues) -> (Tally, usize) {
+    sort_out(buf, overdue, true)
+}
+
+fn sort_out(buf: &[u8], overdue: &mut Overdues, keep_partial: bool) -> (Tally, usize) {
     let mut tally = Tally::default();
     let mut at = 0;
     while at < buf.len() {
         let rest = &buf[at..];
         match frame_at(rest) {
             Ok(Some(len)) => {
-                if overdue.claim(&rest[..len]) {
-                    tally.late_answers += 1;
-                } else {
-                    tally.foreign_frames += 1;
-                }
+                tally.skipped_frame(&rest[..len], overdue);
                 at += len;
             }
+            Err(()) if keep_partial => break,
             _ => {
                 tally.noise_bytes += 1;
                 at += 1;
             }
         }
     }
-    tally
+    (tally, at)
 }
 
 #[cfg(test)]
@@ -494,7 +533,6 @@ mod tests {
         assert_eq!(shape(Request::ReadInputRegisters(0, 1)), 7);
         assert_eq!(shape(Request::ReadCoils(0, 9)), 7);
         assert_eq!(shape(Request::WriteSingleRegister(0, 9)), 8);
-        assert_eq!(shape(Request::MaskWriteRegister(0, 1, 2)), 10);
     }
 
     #[test]
@@ -613,6 +651,78 @@ mod tests {
     }
 
     #[test]
+    fn a_late_exception_is_claimed_by_the_request_it_answers() {
+        let mut overdue = Overdues::default();
+        overdue.add(
+            &read_request(10, 0, 1),
+            Instant::now() + Duration::from_secs(1),
+        );
+        let late = with_crc(vec![10, 0x83, 2]);
+        let mine = answer(10, &[1, 2]);
+        let stream = [&late[..], &mine].concat();
+        let (found, tally) = read(&read_request(10, 5, 2), false, &mut overdue, &stream, 3);
+        // The reader takes the first exception that fits; the bus task never sends a
+        // request of the same unit and function while one is overdue, so this is only
+        // reached for the same request, which the exception answers as well.
+        assert_eq!(found, Some(late), "{tally:?}");
+    }
+
+    #[test]
+    fn another_masters_request_of_our_answers_length_is_not_our_answer() {
+        // A read of 17..24 coils is answered in 8 bytes, as long as any read request; the
+        // byte count (3) tells them apart unless the request's address starts with it
+        // (0x03xx), which no framing can.
+        let ours = request_frame(10, &Request::ReadCoils(0, 20)).unwrap();
+        let theirs = request_frame(10, &Request::ReadCoils(0x0512, 16)).unwrap();
+        let answer = with_crc(vec![10, 1, 3, 0xFF, 0x0F, 0x01]);
+        let stream = [&theirs[..], &answer].concat();
+        for chunk in [1, 5, 8, stream.len()] {
+            let (found, tally) = read(&ours, false, &mut Overdues::default(), &stream, chunk);
+            assert_eq!(found.as_deref(), Some(&answer[..]), "chunks of {chunk}");
+            assert_eq!(tally.foreign_frames, 1, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_garbled_answer_whatever_the_chunks_does_not_hide_the_next() {
+        let request = read_request(10, 0, 1);
+        let garbled = [10u8, 3, 2, 0xAA, 0xBB, 0xCC];
+        let good = answer(10, &[7]);
+        let stream = [&garbled[..], &good].concat();
+        for chunk in 1..=stream.len() {
+            let (found, _) = read(&request, false, &mut Overdues::default(), &stream, chunk);
+            assert_eq!(found.as_deref(), Some(&good[..]), "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_late_answer_arriving_in_pieces_while_idle_is_claimed_whole() {
+        let mut overdue = Overdues::default();
+        overdue.add(
+            &read_request(10, 0, 1),
+            Instant::now() + Duration::from_secs(1),
+        );
+        let late = answer(10, &[215]);
+        let (tally, sorted) = discard_complete(&late[..3], &mut overdue);
+        assert_eq!((tally, sorted), (Tally::default(), 0));
+        let (tally, sorted) = discard_complete(&late, &mut overdue);
+        assert_eq!((tally.late_answers, sorted), (1, late.len()));
+    }
+
+    #[test]
+    fn a_garbled_short_answer_is_told_from_silence() {
+        // Seven bytes, one short of a read request: it could still be one arriving.
+        let request = read_request(20, 7, 1);
+        let mut garbled = answer(20, &[5]);
+        garbled[6] ^= 0x5A;
+        let shape = Shape::of_request(&request).unwrap();
+        let mut overdue = Overdues::default();
+        let mut reader = Reader::new(&request, shape, false, &mut overdue);
+        assert_eq!(reader.scan(&garbled), Scan::More { skip: 0 });
+        assert!(reader.garbled);
+    }
+
+    #[test]
     fn an_exception_is_an_answer() {
         let request = read_request(10, 9, 1);
         let exception = with_crc(vec![10, 0x83, 2]);
@@ -638,13 +748,16 @@ mod tests {
         let humidity = read_request(10, 1, 1);
         let mut overdue = Overdues::default();
         overdue.add(&temperature, now + Duration::from_secs(1));
-        // Any request whose answer looks the same must wait, even the same one again;
-        // one of another shape need not.
+        // Any request to the same unit and function must wait, even the same one again:
+        // the late answer may also be an exception, which has one length for all; one to
+        // another unit or function need not.
         let held = Some(now + Duration::from_secs(1));
         assert_eq!(overdue.hold_until(&temperature, now), held);
         assert_eq!(overdue.hold_until(&humidity, now), held);
-        assert_eq!(overdue.hold_until(&read_request(10, 1, 2), now), None);
+        assert_eq!(overdue.hold_until(&read_request(10, 1, 2), now), held);
         assert_eq!(overdue.hold_until(&read_request(11, 1, 1), now), None);
+        let input = request_frame(10, &Request::ReadInputRegisters(0, 1)).unwrap();
+        assert_eq!(overdue.hold_until(&input, now), None);
         // An answer to a retry may be the late one: one stays overdue, for longer.
         overdue.renew(&temperature, now + Duration::from_secs(2));
         assert_eq!(
@@ -714,15 +827,20 @@ mod props {
     }
 
     /// What else a line carries: noise without our unit id in it (so it cannot hide an
-    /// answer of ours), other units' frames, cut frames.
+    /// answer of ours), frames that are not answers to us, cut frames.
     fn junk() -> impl Strategy<Value = Vec<u8>> {
         let noise =
             prop::collection::vec(any::<u8>().prop_filter("not unit 10", |b| *b != 10), 0..12);
+        // Other units' frames of any function, and our unit's of other functions (its
+        // function 3 or its exception would answer us).
         let foreign = (
-            (1u8..=247).prop_filter("not unit 10", |u| *u != 10),
-            prop::sample::select(vec![1u8, 2, 3, 4, 5, 6, 0x83]),
+            1u8..=247,
+            prop::sample::select(vec![1u8, 2, 3, 4, 5, 6, 0x83, 0x84]),
             prop::collection::vec(any::<u8>(), 1..12),
         )
+            .prop_filter("not an answer to us", |(unit, function, _)| {
+                *unit != 10 || !matches!(function, 3 | 0x83)
+            })
             .prop_map(|(unit, function, rest)| with_crc([vec![unit, function], rest].concat()));
         let cut = foreign
             .clone()

@@ -92,10 +92,16 @@ impl Link {
     }
 
     /// Waits for bytes while the bus is idle and sorts them: a late answer that comes now
-    /// frees the requests held back for it. Returns on the first bytes or a port failure.
+    /// frees the requests held back for it. A frame still arriving stays for the next
+    /// look. Returns on the first bytes or a port failure.
     pub async fn listen(&mut self) -> Result<(), BusError> {
-        self.receive_some().await?;
-        self.discard_received();
+        if self.received.len() >= RECEIVE_LIMIT {
+            self.discard_received();
+        }
+        port_read(self.stream.read_buf(&mut self.received).await)?;
+        let (tally, sorted) = framing::discard_complete(&self.received, &mut self.overdue);
+        self.received.drain(..sorted);
+        self.stats.tally(self.last_unit, tally);
         Ok(())
     }
 
@@ -111,9 +117,8 @@ impl Link {
             .ok_or_else(|| BusError::BadFrame(format!("cannot frame {request:?}")))?;
         let shape = Shape::of_request(&frame)
             .ok_or_else(|| BusError::BadFrame(format!("no answer shape for {request:?}")))?;
-        if let Some(until) = self.overdue.hold_until(&frame, Instant::now()) {
-            self.wait_out_overdue(&frame, until).await?;
-        }
+        // The bus task holds back requests that an overdue answer could pass for; the
+        // retries of one request need no holding: a late answer answers them as well.
         let mut retries = super::Retries::new(unit, retries);
         loop {
             let result = self.attempt(&frame, shape, timing).await;
@@ -130,13 +135,7 @@ impl Link {
         timing: Timing,
     ) -> Result<Response, BusError> {
         let line = self.settings.line;
-        let quiet = self.quiet_at(timing);
-        // Registering a timer costs a wake-up even when it has already expired.
-        if Instant::now() < quiet {
-            tokio::time::sleep_until(quiet).await;
-        }
-        self.take_waiting_input();
-        self.discard_received();
+        self.wait_for_silence(timing).await;
         let started = Instant::now();
         if let Err(e) = self.stream.write_all(frame).await {
             return Err(BusError::PortDown(e.to_string()));
@@ -159,25 +158,28 @@ impl Link {
         }
         self.stats
             .record(shape.unit, took, took + silence, result.as_ref().map(drop));
-        self.stats.tally(shape.unit, tally);
+        self.stats.tally(Some(shape.unit), tally);
         self.last_unit = Some(shape.unit);
         tracing::trace!(unit = shape.unit, ?took, ok = result.is_ok(), "transaction");
         result
     }
 
-    /// Holds the request to `frame` back until `until`, listening: it may go as soon as
-    /// the overdue answer it would be mistaken for has come.
-    async fn wait_out_overdue(&mut self, frame: &[u8], until: Instant) -> Result<(), BusError> {
-        tracing::debug!(request = ?frame, "holding a request back for an overdue answer");
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => return Ok(()),
-                received = self.receive_some() => received?,
+    /// Waits until the line has been quiet for the silence before a request. Bytes that
+    /// came meanwhile mean it was not (another master, a late answer): sorted, and the
+    /// silence starts again, a few times at most on a line that never stops talking.
+    async fn wait_for_silence(&mut self, timing: Timing) {
+        for _ in 0..3 {
+            let quiet = self.quiet_at(timing);
+            // Registering a timer costs a wake-up even when it has already expired.
+            if Instant::now() < quiet {
+                tokio::time::sleep_until(quiet).await;
+            }
+            self.take_waiting_input();
+            if self.received.is_empty() {
+                return;
             }
             self.discard_received();
-            if self.overdue.hold_until(frame, Instant::now()).is_none() {
-                return Ok(());
-            }
+            self.last_frame_end = Instant::now();
         }
     }
 
@@ -203,7 +205,13 @@ impl Link {
                 Scan::Answer { skip, len } => {
                     let answer = decode(&self.received[skip..skip + len]);
                     self.received.drain(..skip + len);
-                    break answer;
+                    match answer {
+                        // It has our answer's shape and a good CRC but says nothing our
+                        // request could be answered with: another master's frame.
+                        Err(BusError::BadFrame(_)) => reader.tally.foreign_frames += 1,
+                        answer => break answer,
+                    }
+                    continue;
                 }
                 Scan::More { skip } => {
                     self.received.drain(..skip);
@@ -211,16 +219,18 @@ impl Link {
             }
             tokio::select! {
                 biased;
-                read = self.stream.read_buf(&mut self.received) => match read {
-                    Ok(0) => break Err(BusError::PortDown("the port was closed".to_owned())),
-                    Ok(_) => {}
-                    Err(e) => break Err(BusError::PortDown(e.to_string())),
-                },
-                () = &mut timer => break Err(if reader.garbled {
-                    BusError::BadFrame("the answer arrived with a bad CRC".to_owned())
-                } else {
-                    BusError::Timeout(timing.timeout)
-                }),
+                read = self.stream.read_buf(&mut self.received) => {
+                    if let Err(e) = port_read(read) {
+                        break Err(e);
+                    }
+                }
+                () = &mut timer => {
+                    if !reader.garbled {
+                        break Err(BusError::Timeout(timing.timeout));
+                    }
+                    self.received.drain(..reader.garbled_len(&self.received));
+                    break Err(BusError::BadFrame("the answer arrived with a bad CRC".to_owned()));
+                }
             }
         };
         let tally = reader.tally;
@@ -233,15 +243,30 @@ impl Link {
         (result, tally)
     }
 
+    /// An adapter found to echo is taken to echo from then on (an echo lost to noise once
+    /// does not undo it); one found not to may still turn out to.
     fn learn_echo(&mut self, echo: bool) {
-        if self.echo_found != Some(echo) {
-            if echo {
+        match (self.echo_found, echo) {
+            (None | Some(false), true) => {
                 tracing::info!(port = %self.settings.transport, "the adapter echoes what it sends: dropping the echo");
-            } else {
-                tracing::info!(port = %self.settings.transport, "no echo on the line");
+                self.echo_found = Some(true);
             }
-            self.echo_found = Some(echo);
+            (None, false) => {
+                tracing::info!(port = %self.settings.transport, "no echo on the line");
+                self.echo_found = Some(false);
+            }
+            _ => {}
         }
+    }
+
+    /// What was found out about the echo, to carry over to the next time the port opens.
+    pub fn echo_found(&self) -> Option<bool> {
+        self.echo_found
+    }
+
+    /// What an earlier opening of the port found out about the echo.
+    pub fn remember_echo(&mut self, echo_found: Option<bool>) {
+        self.echo_found = echo_found;
     }
 
     /// Reads whatever has arrived, without waiting.
@@ -255,18 +280,6 @@ impl Link {
         }
     }
 
-    /// Waits for more bytes.
-    async fn receive_some(&mut self) -> Result<(), BusError> {
-        if self.received.len() >= RECEIVE_LIMIT {
-            self.discard_received();
-        }
-        match self.stream.read_buf(&mut self.received).await {
-            Ok(0) => Err(BusError::PortDown("the port was closed".to_owned())),
-            Ok(_) => Ok(()),
-            Err(e) => Err(BusError::PortDown(e.to_string())),
-        }
-    }
-
     /// Sorts and drops what was received outside a transaction, counting it to the unit of
     /// the last one.
     fn discard_received(&mut self) {
@@ -275,9 +288,16 @@ impl Link {
         }
         let tally = framing::discard(&self.received, &mut self.overdue);
         self.received.clear();
-        if let Some(unit) = self.last_unit {
-            self.stats.tally(unit, tally);
-        }
+        self.stats.tally(self.last_unit, tally);
+    }
+}
+
+/// A read's result: the port closed or failing is a port failure.
+fn port_read(read: std::io::Result<usize>) -> Result<(), BusError> {
+    match read {
+        Ok(0) => Err(BusError::PortDown("the port was closed".to_owned())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(BusError::PortDown(e.to_string())),
     }
 }
 

@@ -281,6 +281,8 @@ struct Line {
     timings: HashMap<UnitId, Timing>,
     stats: Arc<BusStats>,
     link: Option<Connection>,
+    /// What the port's echo was found to be, kept while it is closed.
+    echo_found: Option<bool>,
     reopen_at: Instant,
     backoff: Duration,
     outage: Option<Outage>,
@@ -303,37 +305,48 @@ impl Line {
         }
     }
 
-    /// Opens the port if it is closed and its back-off has passed.
+    /// Opens the port if it is closed and its back-off has passed. The outage ends with
+    /// the first transaction that gets through, not here: an adapter that opens and then
+    /// fails every read is still out.
     async fn open(&mut self) {
         if self.link.is_some() || Instant::now() < self.reopen_at {
             return;
         }
         let port = &self.settings.transport;
         match Connection::open(&self.settings, Arc::clone(&self.stats)).await {
-            Ok(link) => {
-                match self.outage.take() {
-                    Some(outage) => tracing::info!(
-                        %port,
-                        failed_attempts = outage.attempts,
-                        down_for = %humantime::format_duration(round_ms(outage.since.elapsed())),
-                        "{} open again", self.port_kind()
-                    ),
-                    None => {
-                        tracing::info!(%port, transport = %port.describe(), line = %self.settings.line.describe(), "{} open", self.port_kind())
-                    }
+            Ok(mut link) => {
+                if self.outage.is_none() {
+                    tracing::info!(%port, transport = %port.describe(), line = %self.settings.line.describe(), "{} open", self.port_kind());
+                } else {
+                    tracing::debug!(%port, "{} open again, trying it", self.port_kind());
                 }
+                link.remember_echo(self.echo_found);
                 self.link = Some(link);
-                self.backoff = REOPEN_FIRST;
                 self.port_status.send_replace(PortStatus::Open);
             }
             Err(e) => self.failed(format!("{port}: {e}")),
         }
     }
 
+    /// A transaction got through the port: an outage is over.
+    fn port_works(&mut self) {
+        self.backoff = REOPEN_FIRST;
+        if let Some(outage) = self.outage.take() {
+            tracing::info!(
+                port = %self.settings.transport,
+                failed_attempts = outage.attempts,
+                down_for = %humantime::format_duration(crate::clock::to_ms(outage.since.elapsed())),
+                "{} open again", self.port_kind()
+            );
+        }
+    }
+
     /// Closes the port at once (a vanished adapter held open keeps its device name taken)
     /// and tries again after a back-off. Said once per outage; attempts at debug level.
     fn failed(&mut self, error: String) {
-        self.link = None;
+        if let Some(link) = self.link.take() {
+            self.echo_found = link.echo_found();
+        }
         let port = &self.settings.transport;
         let kind = self.port_kind();
         match &mut self.outage {
@@ -406,8 +419,9 @@ impl Line {
             return Err(error);
         };
         let result = transaction(link).await;
-        if let Err(BusError::PortDown(e)) = &result {
-            self.failed(e.clone());
+        match &result {
+            Err(BusError::PortDown(e)) => self.failed(e.clone()),
+            _ => self.port_works(),
         }
         result
     }
@@ -441,10 +455,6 @@ impl Line {
             },
         }
     }
-}
-
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Jobs taken from the queues, in order: commands first.
@@ -492,6 +502,7 @@ impl BusTask {
             timings: std::mem::take(&mut self.timings),
             stats: Arc::clone(&self.stats),
             link: None,
+            echo_found: None,
             reopen_at: Instant::now(),
             backoff: REOPEN_FIRST,
             outage: None,
@@ -529,10 +540,10 @@ impl BusTask {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                () = sleep_until(watchdog.next()) => {}
+                () = crate::clock::sleep_until(watchdog.next()) => {}
                 Some(job) = self.commands.recv() => waiting.commands.push_back(job),
                 Some(job) = self.polls.recv() => waiting.polls.push_back(job),
-                () = sleep_until(held_until) => {}
+                () = crate::clock::sleep_until(held_until) => {}
                 () = line.idle() => {}
             }
         }
@@ -566,12 +577,5 @@ impl Watchdog {
 
     fn next(&self) -> Option<Instant> {
         self.every.map(|_| self.next)
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }

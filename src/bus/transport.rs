@@ -176,6 +176,21 @@ impl Connection {
         }
     }
 
+    /// What was found out about the adapter's echo (RTU only).
+    pub fn echo_found(&self) -> Option<bool> {
+        match self {
+            Connection::Rtu(link) => link.echo_found(),
+            Connection::Tcp(_) => None,
+        }
+    }
+
+    /// What an earlier opening of the port found out about the echo.
+    pub fn remember_echo(&mut self, echo_found: Option<bool>) {
+        if let Connection::Rtu(link) = self {
+            link.remember_echo(echo_found);
+        }
+    }
+
     /// Waits for bytes while the bus is idle (only while answers are overdue).
     pub async fn listen(&mut self) -> Result<(), BusError> {
         match self {

@@ -131,6 +131,7 @@ struct Validator<'a> {
     problems: Vec<Problem>,
 }
 
+const DEFAULT_BASE_TOPIC: &str = "rtu2mqtt";
 const DEFAULT_POLL: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_GAP: u16 = 16;
 const DEFAULT_TIMING: Timing = Timing {
@@ -138,6 +139,12 @@ const DEFAULT_TIMING: Timing = Timing {
     frame_gap: Duration::ZERO,
 };
 const DEFAULT_OFFLINE_POLL: Duration = Duration::from_secs(60);
+/// The bus pets systemd's watchdog (30 s, petted every 15 s) between transactions: one
+/// transaction with every retry, 4 × (3 s + its line time), must stay well within it.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3);
+const MAX_RETRIES: u32 = 3;
+const MAX_FRAME_GAP: Duration = Duration::from_secs(1);
+const MAX_OFFLINE_POLL: Duration = Duration::from_secs(24 * 3600);
 
 impl Validator<'_> {
     fn problem(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
@@ -192,11 +199,35 @@ impl Validator<'_> {
         frame_gap: Option<&Spanned<String>>,
         default: Timing,
     ) -> Timing {
+        let (timeout_span, gap_span) = (timeout.map(Spanned::span), frame_gap.map(Spanned::span));
+        let timeout = self.positive_duration(timeout, "timeout", default.timeout);
+        let frame_gap = self
+            .duration(frame_gap, "frame_gap")
+            .unwrap_or(default.frame_gap);
         Timing {
-            timeout: self.positive_duration(timeout, "timeout", default.timeout),
-            frame_gap: self
-                .duration(frame_gap, "frame_gap")
-                .unwrap_or(default.frame_gap),
+            timeout: self.at_most(timeout, MAX_TIMEOUT, "timeout", timeout_span),
+            frame_gap: self.at_most(frame_gap, MAX_FRAME_GAP, "frame_gap", gap_span),
+        }
+    }
+
+    /// `value`, or `most` with a problem at `span` when it is longer.
+    fn at_most(
+        &mut self,
+        value: Duration,
+        most: Duration,
+        key: &str,
+        span: Option<Range<usize>>,
+    ) -> Duration {
+        match span {
+            Some(span) if value > most => {
+                self.problem(
+                    span,
+                    key,
+                    format!("at most {}", humantime::format_duration(most)),
+                );
+                most
+            }
+            _ => value.min(most),
         }
     }
 
@@ -310,7 +341,7 @@ impl Validator<'_> {
         let qos = self.qos(raw.qos, "qos", 1);
         let value_qos = self.qos(raw.value_qos, "value_qos", qos);
         let base_topic = raw.base_topic.map_or_else(
-            || "rtu2mqtt".to_owned(),
+            || DEFAULT_BASE_TOPIC.to_owned(),
             |b| {
                 let trimmed = b.get_ref().trim_end_matches('/').to_owned();
                 if trimmed.is_empty() || trimmed.contains(['+', '#']) {
@@ -330,7 +361,7 @@ impl Validator<'_> {
             port,
             client_id: raw
                 .client_id
-                .map_or_else(default_client_id, Spanned::into_inner),
+                .map_or_else(|| default_client_id(path, &base_topic), Spanned::into_inner),
             username: raw.username.map(Spanned::into_inner),
             password_file: raw.password_file.map(|p| password_path(p.get_ref(), path)),
             keepalive: self.positive_duration(
@@ -443,13 +474,24 @@ impl Validator<'_> {
                 stop_bits,
             },
             timing: self.timing(raw.timeout.as_ref(), raw.frame_gap.as_ref(), DEFAULT_TIMING),
-            retries: raw.retries.unwrap_or(1),
+            retries: match raw.retries {
+                Some(r) if *r.get_ref() > MAX_RETRIES => {
+                    self.problem(r.span(), "retries", format!("at most {MAX_RETRIES}"));
+                    MAX_RETRIES
+                }
+                Some(r) => r.into_inner(),
+                None => 1,
+            },
             offline_after,
-            offline_poll: self.positive_duration(
-                raw.offline_poll.as_ref(),
-                "offline_poll",
-                DEFAULT_OFFLINE_POLL,
-            ),
+            offline_poll: {
+                let pause = self.positive_duration(
+                    raw.offline_poll.as_ref(),
+                    "offline_poll",
+                    DEFAULT_OFFLINE_POLL,
+                );
+                let span = raw.offline_poll.as_ref().map(Spanned::span);
+                self.at_most(pause, MAX_OFFLINE_POLL, "offline_poll", span)
+            },
             echo,
         }
     }
@@ -735,7 +777,10 @@ impl Validator<'_> {
     }
 }
 
-fn default_client_id() -> String {
+/// `rtu2mqtt-<host>-<config file>`, and the base topic when it is not the default: one
+/// per gateway when several run on one host (the template unit) or feed one broker. Two
+/// clients with one id take turns being thrown off by the broker.
+fn default_client_id(config: &Path, base_topic: &str) -> String {
     let mut name = [0u8; 256];
     // SAFETY: gethostname writes at most `len` bytes into the buffer it is given.
     let result = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
@@ -744,7 +789,22 @@ fn default_client_id() -> String {
         Ok(host) if result == 0 && !host.is_empty() => host,
         _ => "host",
     };
-    format!("rtu2mqtt-{host}")
+    let file = config
+        .file_stem()
+        .map_or("config".into(), |s| s.to_string_lossy());
+    let mut id = format!("rtu2mqtt-{host}-{file}");
+    if base_topic != DEFAULT_BASE_TOPIC {
+        id = format!("{id}-{base_topic}");
+    }
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// A relative password file is a systemd credential when systemd passes credentials

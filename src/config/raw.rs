@@ -54,7 +54,7 @@ pub struct RawBus {
     pub data_bits: Option<Spanned<u8>>,
     pub stop_bits: Option<Spanned<u8>>,
     pub timeout: Option<Spanned<String>>,
-    pub retries: Option<u32>,
+    pub retries: Option<Spanned<u32>>,
     pub frame_gap: Option<Spanned<String>>,
     pub offline_after: Option<Spanned<u32>>,
     pub offline_poll: Option<Spanned<String>>,

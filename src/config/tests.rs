@@ -168,6 +168,16 @@ fn relative_password_file_sits_beside_the_config_and_client_id_names_the_host() 
     }
     assert!(config.mqtt.client_id.starts_with("rtu2mqtt-"));
     assert!(config.mqtt.client_id.len() > "rtu2mqtt-".len());
+    // One id per gateway: the config file, and the base topic where it is not the default.
+    let id = |text: &str, file: &str| parse(text, Path::new(file)).unwrap().mqtt.client_id;
+    let bus1 = id(BUS, "/etc/rtu2mqtt/bus1.toml");
+    assert!(bus1.ends_with("-bus1"), "{bus1}");
+    assert_ne!(bus1, id(BUS, "/etc/rtu2mqtt/bus2.toml"));
+    let site = id(
+        &format!("[mqtt]\nbase_topic = \"site/b 2\"\n{BUS}"),
+        "bus1.toml",
+    );
+    assert!(site.ends_with("-bus1-site_b_2"), "{site}");
 }
 
 #[test]
@@ -241,4 +251,18 @@ fn hard_line_keys_are_checked_and_devices_inherit_the_bus_timing() {
         ],
         "{p:?}"
     );
+}
+
+#[test]
+fn timings_are_bounded_so_nothing_overflows_and_the_watchdog_is_petted() {
+    let p = problems(&format!(
+        "{BUS}timeout = \"10s\"\nretries = 9\nframe_gap = \"2s\"\noffline_poll = \"1000y\"\n"
+    ));
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["timeout", "frame_gap", "retries", "offline_poll"],
+        "{p:?}"
+    );
+    assert!(p.iter().all(|p| p.message.starts_with("at most")), "{p:?}");
 }

@@ -116,6 +116,55 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(250);
 /// SPEC "Adapter and broker coming back": at most 5 s between tries.
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
+/// A connection lost this soon after the broker accepted it counts as thrown off.
+const SHORT_LIVED: Duration = Duration::from_secs(10);
+/// Thrown off this often within [`TAKEOVER_WINDOW`]: another client has our id.
+const TAKEOVERS: usize = 3;
+const TAKEOVER_WINDOW: Duration = Duration::from_secs(60);
+
+/// Connections the broker closed soon after accepting them. A broker closes the older of
+/// two connections with one client id; two gateways with one id then take turns throwing
+/// each other off, each a few seconds after it connected: said once, with what to do,
+/// instead of a lost and a back line every few seconds.
+#[derive(Debug, Default)]
+struct Takeovers {
+    connected_at: Option<Instant>,
+    short_losses: Vec<Instant>,
+    said: bool,
+}
+
+impl Takeovers {
+    fn connected(&mut self) {
+        self.connected_at = Some(Instant::now());
+    }
+
+    /// A connection was lost; true while it looks like another client has our id.
+    fn lost(&mut self, client_id: &str) -> bool {
+        let now = Instant::now();
+        let Some(since) = self.connected_at.take() else {
+            return self.said;
+        };
+        if now - since >= TAKEOVER_WINDOW {
+            // A connection that lasted a while: whatever it was, it is over.
+            self.short_losses.clear();
+            self.said = false;
+        }
+        if now - since < SHORT_LIVED {
+            self.short_losses.push(now);
+        }
+        self.short_losses.retain(|t| now - *t < TAKEOVER_WINDOW);
+        if self.short_losses.len() >= TAKEOVERS && !self.said {
+            self.said = true;
+            tracing::warn!(
+                client_id,
+                times = self.short_losses.len(),
+                "the broker keeps closing the connection soon after accepting it: another client is probably using the same client id; give each gateway its own [mqtt] client_id"
+            );
+        }
+        self.said
+    }
+}
+
 /// A time without the broker, kept for the one line that says it is back.
 struct Outage {
     since: Instant,
@@ -143,6 +192,7 @@ pub async fn drive(
     let mut ever_connected = false;
     let mut outage: Option<Outage> = None;
     let mut disconnecting = false;
+    let mut takeovers = Takeovers::default();
     loop {
         let event = tokio::select! {
             () = stop.cancelled() => return,
@@ -151,7 +201,12 @@ pub async fn drive(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 let broker = eventloop.mqtt_options.broker_address();
+                takeovers.connected();
                 match outage.take() {
+                    // Thrown off and back again in a loop: said once already.
+                    Some(_) if takeovers.said => {
+                        tracing::debug!(?broker, "MQTT broker back");
+                    }
                     Some(Outage {
                         since,
                         failed_attempts,
@@ -189,6 +244,8 @@ pub async fn drive(
             Ok(_) => {}
             Err(_) if disconnecting => return,
             Err(error) => {
+                let taken_over =
+                    connected && takeovers.lost(eventloop.mqtt_options.client_id().as_str());
                 match &mut outage {
                     Some(outage) => {
                         outage.failed_attempts += 1;
@@ -201,7 +258,9 @@ pub async fn drive(
                             since: Instant::now(),
                             failed_attempts,
                         });
-                        if connected {
+                        if taken_over {
+                            tracing::debug!(%error, "MQTT broker lost again");
+                        } else if connected {
                             tracing::warn!(%error, "MQTT broker lost; polling goes on, reconnecting with back-off");
                         } else {
                             tracing::warn!(%error, "MQTT broker unreachable; polling goes on, reconnecting with back-off");

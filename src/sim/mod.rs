@@ -249,7 +249,7 @@ impl Simulator {
                 () = shutdown.cancelled() => return Ok(()),
                 read = port.read(&mut chunk) => Some(read),
                 () = tokio::time::sleep(frame_timeout), if !buf.is_empty() => None,
-                () = sleep_until(next_foreign) => {
+                () = crate::clock::sleep_until(next_foreign) => {
                     next_foreign = None;
                     if self.foreign_now() {
                         port.write_all(&foreign_exchange()).await?;
@@ -481,13 +481,6 @@ fn foreign_exchange() -> Vec<u8> {
     let request = frame::with_crc(vec![FOREIGN_UNIT, 3, 0, 1, 0, 1]);
     let answer = frame::with_crc(vec![FOREIGN_UNIT, 3, 2, 0x12, 0x34]);
     [request, answer].concat()
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// What a request asked, for [`Simulator::seen`].
