@@ -274,9 +274,9 @@ async fn tell_systemd_when_ready(
         let _ = connected.wait_for(|up| *up).await;
     };
     let status = match tokio::time::timeout(READY_WAIT, both).await {
-        Ok(()) => "serial port open, broker connected".to_owned(),
+        Ok(()) => "port open, broker connected".to_owned(),
         Err(_) => format!(
-            "serial port {}, broker {}",
+            "port {}, broker {}",
             if *port.borrow() == bus::PortStatus::Open {
                 "open"
             } else {

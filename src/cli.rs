@@ -29,7 +29,7 @@ pub enum Command {
     /// Validate a config and print its poll plan and bus time.
     Check(ConfigArg),
     /// Try everything on this machine: simulated slave, embedded broker and gateway.
-    Demo,
+    Demo(DemoArgs),
     /// Serve the devices of a config as a simulated slave bus.
     Sim(SimArgs),
     /// Read registers once, for wiring checks.
@@ -43,6 +43,14 @@ pub struct ConfigArg {
     /// The config file.
     #[arg(short, long, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Serve the simulated device over Modbus TCP on loopback instead of a
+    /// pseudo-terminal.
+    #[arg(long)]
+    pub tcp: bool,
 }
 
 #[derive(Debug, Args)]

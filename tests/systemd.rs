@@ -49,7 +49,7 @@ async fn ready_after_port_and_broker_then_watchdog_pings_then_stopping() {
     assert!(pinged, "{messages:?}\n{}", gateway.log());
     let ready = messages.iter().find(|m| m.contains("READY=1")).unwrap();
     assert!(
-        ready.contains("STATUS=serial port open, broker connected"),
+        ready.contains("STATUS=port open, broker connected"),
         "{ready}"
     );
     // The status line follows what happens.

@@ -316,7 +316,8 @@ impl Line {
         match Connection::open(&self.settings, Arc::clone(&self.stats)).await {
             Ok(mut link) => {
                 if self.outage.is_none() {
-                    tracing::info!(%port, transport = %port.describe(), line = %self.settings.line.describe(), "{} open", self.port_kind());
+                    let line = port.has_line().then(|| self.settings.line.describe());
+                    tracing::info!(%port, transport = %port.describe(), line, "{} open", self.port_kind());
                 } else {
                     tracing::debug!(%port, "{} open again, trying it", self.port_kind());
                 }

@@ -10,10 +10,10 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, EXAMPLE, Table};
-use crate::sim::Simulator;
+use crate::sim::{Simulator, TcpFraming};
 use crate::{app, broker};
 
-pub async fn run() -> anyhow::Result<ExitCode> {
+pub async fn run(args: crate::cli::DemoArgs) -> anyhow::Result<ExitCode> {
     let mut config = config::parse(EXAMPLE, Path::new("configs/example.toml"))?;
     let shutdown = super::shutdown_on_signals()?;
 
@@ -21,14 +21,30 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     broker::start(port)?;
 
     let sim = Simulator::from_config(&config);
-    let (serve, _held_open, pty) =
-        Simulator::open_pty().context("cannot open a pseudo-terminal")?;
-    let serving = sim.clone();
-    let token = shutdown.clone();
-    tokio::spawn(async move { serving.serve(serve, token).await });
+    let (line, _held_open) = if args.tcp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot listen on loopback")?;
+        let address = listener.local_addr()?;
+        let serving = sim.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move { serving.serve_tcp(listener, TcpFraming::Mbap, token).await });
+        config.bus.transport = config::Transport::Tcp {
+            host: address.ip().to_string(),
+            port: address.port(),
+        };
+        (format!("Modbus TCP at {address}"), None)
+    } else {
+        let (serve, held_open, pty) =
+            Simulator::open_pty().context("cannot open a pseudo-terminal")?;
+        let serving = sim.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move { serving.serve(serve, token).await });
+        config.bus.transport = config::Transport::Serial(pty.clone());
+        (format!("on {pty} (9600 8E1)"), Some(held_open))
+    };
     tokio::spawn(drift_temperature(sim, shutdown.clone()));
 
-    config.bus.transport = config::Transport::Serial(pty.clone());
     config.mqtt.host = "127.0.0.1".to_owned();
     config.mqtt.port = port;
     config.mqtt.client_id = "rtu2mqtt-demo".to_owned();
@@ -36,7 +52,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     tokio::spawn(print_publishes(port, base.clone(), shutdown.clone()));
 
     println!("rtu2mqtt demo");
-    println!("  simulated device: climate, unit 10, on {pty} (9600 8E1)");
+    println!("  simulated device: climate, unit 10, {line}");
     println!("  MQTT broker:      127.0.0.1:{port} (embedded)");
     println!("  values:           {base}/climate/{{temperature,humidity,pwm,test}}");
     println!("Move the PWM from another terminal (apt-get install mosquitto-clients):");

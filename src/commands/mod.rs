@@ -26,7 +26,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             crate::app::run(config, shutdown, reloads).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo => demo::run().await,
+        Command::Demo(args) => demo::run(args).await,
     }
 }
 
