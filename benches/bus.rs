@@ -5,6 +5,13 @@
 //! and what they are measured against are explained in BENCHMARKS.md.
 //! `BENCH_SECONDS` (default 60) sets the throughput window, `BENCH_COMMANDS` (default 300)
 //! the number of `/set` commands timed, `BENCH_GATEWAY` another daemon binary to run.
+//!
+//! Variants (BENCHMARKS.md says what each is for):
+//! - `BENCH_POLL=1s` polls every register at that interval instead of flat out and measures
+//!   only the window: CPU per hour of a typical steady load (issue 10);
+//! - `BENCH_ECHO=auto|false|true` sets `[bus] echo` (issue 14: what `auto` costs);
+//! - `BENCH_FOREIGN=200` has another master's exchange on the line every 200 ms, every
+//!   other one in the gateway's wait for an answer (issue 14: polls published).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use rtu2mqtt::config::{self, Config, Device, LineSettings, Table};
 use rtu2mqtt::plan::{self, ReadRequest};
-use rtu2mqtt::sim::Simulator;
+use rtu2mqtt::sim::{Simulator, Wire};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
@@ -40,9 +47,31 @@ fn ms(d: Duration) -> f64 {
 
 async fn run() -> anyhow::Result<()> {
     let window = Duration::from_secs(env_number("BENCH_SECONDS", 60));
-    let commands = env_number("BENCH_COMMANDS", 300) as usize;
+    let poll = std::env::var("BENCH_POLL").ok();
+    // A steady poll is measured in its window alone: no commands, the broker kept.
+    let commands = if poll.is_some() {
+        0
+    } else {
+        env_number("BENCH_COMMANDS", 300) as usize
+    };
+    let echo = std::env::var("BENCH_ECHO").ok();
+    let foreign_every = std::env::var("BENCH_FOREIGN")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("configs/bench.toml"))?;
+    let mut text = std::fs::read_to_string(root.join("configs/bench.toml"))?;
+    if let Some(poll) = &poll {
+        text = text.replace("poll = \"100ms\"", &format!("poll = \"{poll}\""));
+    }
+    if let Some(echo) = &echo {
+        let value = if echo == "auto" {
+            "\"auto\"".to_owned()
+        } else {
+            echo.clone()
+        };
+        text = text.replace("[bus]\n", &format!("[bus]\necho = {value}\n"));
+    }
     let config = config::parse(&text, Path::new("configs/bench.toml"))?;
     let line = config.bus.line;
 
@@ -74,7 +103,11 @@ async fn run() -> anyhow::Result<()> {
             }
         }
     }
-    sim.set_wire_speed(Some(line));
+    sim.set_wire(Wire {
+        speed: Some(line),
+        foreign_every,
+        ..Wire::default()
+    });
     let (serve, _held_open, pty) = Simulator::open_pty()?;
     let stop = CancellationToken::new();
     let serving = sim.clone();
@@ -133,6 +166,16 @@ async fn run() -> anyhow::Result<()> {
         .sum();
     let reads = observed.len();
     let values_per_s = delivered as f64 / elapsed.as_secs_f64();
+    // The values the reads the slave answered in the window carry: what a gateway that
+    // lost no answer would have published.
+    let registers_of: HashMap<ReadRequest, usize> =
+        plan.iter().map(|r| (r.read, r.registers.len())).collect();
+    let answerable: usize = observed
+        .iter()
+        .filter_map(read_of)
+        .filter_map(|r| registers_of.get(&r))
+        .sum();
+    let window_cpu = cpu_seconds(pid)? - cpu_start;
 
     // Phase 2: commands while the map is polled flat out.
     let mut latencies = Vec::with_capacity(commands);
@@ -176,7 +219,8 @@ async fn run() -> anyhow::Result<()> {
     }
     latencies.sort();
     let percentile = |p: f64| {
-        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+        let at = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len().max(1));
+        latencies.get(at - 1).copied().unwrap_or_default()
     };
 
     let transactions = sim.seen().len() - seen_start;
@@ -186,7 +230,7 @@ async fn run() -> anyhow::Result<()> {
     // the MQTT side's (mosquitto only: the embedded broker cannot be stopped).
     let mut broker = broker;
     let serial_only = match broker.process.as_mut() {
-        Some(process) => {
+        Some(process) if poll.is_none() => {
             process.stop();
             tokio::time::sleep(Duration::from_secs(2)).await;
             let (cpu_start, seen_start) = (cpu_seconds(pid)?, sim.seen().len());
@@ -194,7 +238,7 @@ async fn run() -> anyhow::Result<()> {
             let cpu = cpu_seconds(pid)? - cpu_start;
             Some(cpu * 10_000.0 / (sim.seen().len() - seen_start) as f64)
         }
-        None => None,
+        _ => None,
     };
     let rss_kb = peak_rss_kb(pid)?;
     let size = std::fs::metadata(&binary)?.len();
@@ -204,6 +248,12 @@ async fn run() -> anyhow::Result<()> {
     let target_latency = longest_read + write_time + Duration::from_millis(10);
     println!(
         "rtu2mqtt bus benchmark: configs/bench.toml, 9600 8E1, {values_per_cycle} registers, wire-speed simulated slave"
+    );
+    println!(
+        "poll {}, echo {}, foreign exchanges {}, gateway {binary}",
+        poll.as_deref().unwrap_or("100ms (flat out)"),
+        echo.as_deref().unwrap_or("default"),
+        foreign_every.map_or("none".to_owned(), |every| format!("every {every:?}"))
     );
     println!();
     println!("| figure | measured | reference | ratio |");
@@ -227,22 +277,35 @@ async fn run() -> anyhow::Result<()> {
         values_per_s / wire_values_per_s
     );
     println!(
-        "| command latency p50 | {:.1} ms | | |",
-        ms(percentile(0.50))
+        "| values published of those the slave answered | {:.2}% ({delivered} of {answerable}) | | |",
+        100.0 * delivered as f64 / answerable.max(1) as f64
     );
     println!(
-        "| command latency p95 | {:.1} ms | | |",
-        ms(percentile(0.95))
+        "| CPU in the window | {:.3} s in {:.0} s = {:.1} s per hour ({reads} transactions, {:.3} s per 10,000) | | |",
+        window_cpu,
+        elapsed.as_secs_f64(),
+        window_cpu * 3600.0 / elapsed.as_secs_f64(),
+        window_cpu * 10_000.0 / reads.max(1) as f64
     );
-    println!(
-        "| command latency p99 ({} commands) | {:.1} ms | target {:.1} ms (longest read {:.1} + write {:.1} + 10) | {:.3} |",
-        latencies.len(),
-        ms(percentile(0.99)),
-        ms(target_latency),
-        ms(longest_read),
-        ms(write_time),
-        percentile(0.99).as_secs_f64() / target_latency.as_secs_f64()
-    );
+    if commands > 0 {
+        println!(
+            "| command latency p50 | {:.1} ms | | |",
+            ms(percentile(0.50))
+        );
+        println!(
+            "| command latency p95 | {:.1} ms | | |",
+            ms(percentile(0.95))
+        );
+        println!(
+            "| command latency p99 ({} commands) | {:.1} ms | target {:.1} ms (longest read {:.1} + write {:.1} + 10) | {:.3} |",
+            latencies.len(),
+            ms(percentile(0.99)),
+            ms(target_latency),
+            ms(longest_read),
+            ms(write_time),
+            percentile(0.99).as_secs_f64() / target_latency.as_secs_f64()
+        );
+    }
     println!(
         "| CPU per 10,000 transactions | {:.3} s ({cpu:.2} s for {transactions}) | target 1 s | {:.3} |",
         cpu * 10_000.0 / transactions as f64,
@@ -351,8 +414,34 @@ fn cut_cost(
     Some(time)
 }
 
-/// CPU seconds (user + system) the process has used.
+/// CPU seconds (user + system) the process has used: the scheduler's own count, to the
+/// microsecond, where the kernel shows it (`/proc/PID/task/*/sched`), else in clock ticks
+/// (10 ms: too coarse for the minute of a one-second poll).
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    match scheduler_cpu_seconds(pid) {
+        Some(seconds) => Ok(seconds),
+        None => tick_cpu_seconds(pid),
+    }
+}
+
+/// The sum of every thread's `se.sum_exec_runtime` (milliseconds); `None` without
+/// CONFIG_SCHED_DEBUG.
+fn scheduler_cpu_seconds(pid: u32) -> Option<f64> {
+    let mut ms = 0.0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let sched = std::fs::read_to_string(task.ok()?.path().join("sched")).ok()?;
+        ms += sched
+            .lines()
+            .find_map(|l| l.strip_prefix("se.sum_exec_runtime"))?
+            .trim_start_matches([' ', ':'])
+            .trim()
+            .parse::<f64>()
+            .ok()?;
+    }
+    Some(ms / 1000.0)
+}
+
+fn tick_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which ends with the last ')'.
     let fields: Vec<&str> = stat

@@ -47,7 +47,13 @@ pub async fn run(
     let (polling, channels) = Polling::start(&tasks, &config, &bus.handle, &shutdown);
     let (link_tx, link) = mpsc::channel(64);
     let (reload_tx, reload_rx) = mpsc::channel(1);
-    let bridge = Bridge::new(Arc::clone(&config), client, polling.monitors(&bus));
+    let outbox = connection::Outbox::default();
+    let bridge = Bridge::new(
+        Arc::clone(&config),
+        client,
+        outbox.clone(),
+        polling.monitors(&bus),
+    );
     let ready = tell_systemd_when_ready(port_open, bridge.connected());
 
     tracing::info!(
@@ -62,6 +68,7 @@ pub async fn run(
     tasks.spawn(connection::drive(
         eventloop,
         link_tx,
+        outbox,
         connection_stop.clone(),
     ));
     tasks.spawn(bridge.run(channels, link, reload_rx, shutdown.clone()));

@@ -11,6 +11,7 @@ mod port;
 mod tcp;
 mod transport;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,10 +35,11 @@ pub enum ReadData {
 }
 
 impl ReadData {
-    /// The data as words; a bit reads as 0 or 1.
-    pub fn words(&self) -> Vec<u16> {
+    /// The data as words; a bit reads as 0 or 1. Words are lent, not copied: every poll
+    /// decodes through here.
+    pub fn words(&self) -> Cow<'_, [u16]> {
         match self {
-            ReadData::Words(words) => words.clone(),
+            ReadData::Words(words) => Cow::Borrowed(words),
             ReadData::Bits(bits) => bits.iter().map(|b| u16::from(*b)).collect(),
         }
     }

@@ -2,12 +2,13 @@
 //! task that keeps rumqttc's event loop polled, reconnecting with back-off.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rumqttc::{
-    Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+    Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, Publish, QoS, TlsConfiguration,
+    Transport,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -112,6 +113,60 @@ pub enum LinkEvent {
     Message { topic: String, payload: Bytes },
 }
 
+/// QoS 0 value publishes waiting to go out with the publish before them, in one write.
+///
+/// rumqttc writes and flushes every request on its own: one system call, and one wake-up of
+/// a broker on the same machine, per value (six per transaction on the benchmark map,
+/// BENCHMARKS.md). The bridge sends the first value of a read through the client and puts
+/// the others here; [`drive`] writes them as soon as rumqttc has written that first one,
+/// with one flush. They are written between two polls of the event loop, never by cutting
+/// a poll short, so nothing rumqttc was in the middle of writing is lost. What waits when
+/// the connection drops is dropped: the bridge publishes every value again on connect, and
+/// an older value must not follow it.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox(Arc<Mutex<Vec<Publish>>>);
+
+impl Outbox {
+    pub fn push(&self, topic: &str, payload: String, retain: bool) {
+        let mut publish = Publish::new(topic, QoS::AtMostOnce, payload);
+        publish.retain = retain;
+        self.lock().push(publish);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Publish>> {
+        // A Vec of messages cannot be left inconsistent by a panic.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Writes what waits on the event loop's connection, with one flush.
+    async fn write(&self, eventloop: &mut EventLoop) {
+        let waiting = std::mem::take(&mut *self.lock());
+        if waiting.is_empty() {
+            return;
+        }
+        let limit = Duration::from_secs(eventloop.network_options.connection_timeout());
+        let Some(network) = eventloop.network.as_mut() else {
+            return;
+        };
+        let written = async {
+            for publish in waiting {
+                network.write(Packet::Publish(publish)).await?;
+            }
+            network.flush().await
+        };
+        // A broken connection shows in the next poll, which reconnects.
+        match tokio::time::timeout(limit, written).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "values not written"),
+            Err(_) => tracing::debug!("values not written: the broker does not read"),
+        }
+    }
+}
+
 const RECONNECT_FIRST: Duration = Duration::from_millis(250);
 /// SPEC "Adapter and broker coming back": at most 5 s between tries.
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
@@ -185,6 +240,7 @@ struct Outage {
 pub async fn drive(
     mut eventloop: EventLoop,
     link: mpsc::Sender<LinkEvent>,
+    outbox: Outbox,
     stop: CancellationToken,
 ) {
     let mut backoff = RECONNECT_FIRST;
@@ -226,6 +282,7 @@ pub async fn drive(
                         "connected to the MQTT broker"
                     ),
                 }
+                outbox.clear();
                 connected = true;
                 ever_connected = true;
                 backoff = RECONNECT_FIRST;
@@ -240,10 +297,12 @@ pub async fn drive(
                     tracing::warn!("commands arrive faster than they can be handled: one dropped");
                 }
             }
+            Ok(Event::Outgoing(Outgoing::Publish(_))) => outbox.write(&mut eventloop).await,
             Ok(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
             Ok(_) => {}
             Err(_) if disconnecting => return,
             Err(error) => {
+                outbox.clear();
                 let taken_over =
                     connected && takeovers.lost(eventloop.mqtt_options.client_id().as_str());
                 match &mut outage {

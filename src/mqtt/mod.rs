@@ -31,7 +31,7 @@ use crate::plan::ReadRequest;
 use crate::scheduler::{Event, SchedulerStats};
 use crate::stats::BusStats;
 use command::Command;
-use connection::LinkEvent;
+use connection::{LinkEvent, Outbox};
 pub use topics::Topics;
 
 /// What became of a command once the bus had it.
@@ -63,8 +63,9 @@ struct ErrorReport<'a> {
 
 #[derive(Debug, Default, Clone)]
 struct RegisterState {
-    /// Latest value read, formatted.
-    latest: Option<(Value, String)>,
+    /// Latest value read (formatted again when it is published again on connect: no copy
+    /// of the text per poll).
+    latest: Option<Value>,
     /// Last value published and when.
     published: Option<(Value, String, Instant)>,
 }
@@ -105,6 +106,8 @@ pub struct Bridge {
     config: Arc<Config>,
     topics: Topics,
     client: AsyncClient,
+    /// QoS 0 values that go out with the value published before them.
+    outbox: Outbox,
     qos: QoS,
     value_qos: QoS,
     connected: watch::Sender<bool>,
@@ -119,7 +122,12 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    pub fn new(config: Arc<Config>, client: AsyncClient, monitors: Monitors) -> Bridge {
+    pub fn new(
+        config: Arc<Config>,
+        client: AsyncClient,
+        outbox: Outbox,
+        monitors: Monitors,
+    ) -> Bridge {
         let registers = config
             .devices
             .iter()
@@ -134,6 +142,7 @@ impl Bridge {
             registers,
             config,
             client,
+            outbox,
             connected: watch::Sender::new(false),
             monitors,
             stale: Vec::new(),
@@ -357,8 +366,9 @@ impl Bridge {
         // A new session: everything current goes out again for new subscribers.
         for d in 0..self.registers.len() {
             for r in 0..self.registers[d].len() {
-                if let Some((value, text)) = self.registers[d][r].latest.clone() {
-                    self.publish_value(d, r, value, text);
+                if let Some(value) = self.registers[d][r].latest {
+                    let text = self.config.devices[d].registers[r].codec.format(value);
+                    self.publish_value(d, r, value, text, false);
                 }
             }
         }
@@ -377,8 +387,11 @@ impl Bridge {
         match event {
             Event::Values { device, values } => {
                 self.port_error = None;
+                // The first value published goes to the client, the others of the read
+                // with it.
+                let mut batched = false;
                 for (register, value) in values {
-                    self.on_value(device, register, value);
+                    batched |= self.on_value(device, register, value, batched);
                 }
             }
             Event::Failed {
@@ -419,11 +432,13 @@ impl Bridge {
         self.report_error(&topic, None, error);
     }
 
-    fn on_value(&mut self, device: usize, register: usize, value: Value) {
+    /// Keeps a new value and publishes it when due; whether it was published. `batched` as
+    /// for [`Bridge::publish_value`].
+    fn on_value(&mut self, device: usize, register: usize, value: Value, batched: bool) -> bool {
         let spec = &self.config.devices[device].registers[register];
         let text = spec.codec.format(value);
         let state = &mut self.registers[device][register];
-        state.latest = Some((value, text.clone()));
+        state.latest = Some(value);
         let due = match (&state.published, spec.publish) {
             (None, _) | (_, PublishMode::Always) => true,
             (Some((last, last_text, at)), PublishMode::Change) => {
@@ -431,18 +446,32 @@ impl Bridge {
                     || spec.republish.is_some_and(|every| at.elapsed() >= every)
             }
         };
-        if due {
-            self.publish_value(device, register, value, text);
-        }
+        due && self.publish_value(device, register, value, text, batched)
     }
 
-    fn publish_value(&mut self, device: usize, register: usize, value: Value, text: String) {
+    /// Publishes a value; whether it went out (not while the broker is away). `batched`:
+    /// another value of the same read has just been handed to the client, so at QoS 0 this
+    /// one goes out with it (see [`Outbox`]).
+    fn publish_value(
+        &mut self,
+        device: usize,
+        register: usize,
+        value: Value,
+        text: String,
+        batched: bool,
+    ) -> bool {
         if !self.is_connected() {
-            return;
+            return false;
         }
         let topic = self.topics.value(device, register);
-        self.send(topic, self.value_qos, text.clone(), self.config.mqtt.retain);
+        let retain = self.config.mqtt.retain;
+        if batched && self.value_qos == QoS::AtMostOnce {
+            self.outbox.push(topic, text.clone(), retain);
+        } else {
+            self.send(topic, self.value_qos, text.clone(), retain);
+        }
         self.registers[device][register].published = Some((value, text, Instant::now()));
+        true
     }
 
     fn on_stats(&self) {
@@ -506,7 +535,9 @@ impl Bridge {
             result,
         } = outcome;
         match result {
-            Ok(value) => self.on_value(command.device, command.register, value),
+            Ok(value) => {
+                self.on_value(command.device, command.register, value, false);
+            }
             Err(error) => {
                 tracing::warn!(topic, payload, %error, "command failed");
                 self.report_error(&topic, Some(&payload), &error.to_string());
