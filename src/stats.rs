@@ -169,7 +169,7 @@ impl BusStats {
             }
             Err(BusError::Timeout(_)) => {
                 counters.timeouts += 1;
-                period.timed_out += line;
+                period.timed_out += took;
             }
             Err(BusError::BadFrame(_)) => counters.bad_frames += 1,
             Err(BusError::PortDown(_) | BusError::Stopped) => counters.port_errors += 1,

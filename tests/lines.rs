@@ -60,17 +60,7 @@ pub async fn plug_in_and_expect_values(
     sim.sim.set(10, Table::Holding, 0, 230);
     std::os::unix::fs::symlink(&sim.path, link).unwrap();
     let plugged = Instant::now();
-    assert!(
-        watcher.wait_payload(TEMPERATURE, "23").await,
-        "{}",
-        gateway.log()
-    );
-    eprintln!("values {:?} after {what}", plugged.elapsed());
-    assert!(
-        plugged.elapsed() < Duration::from_secs(3),
-        "{:?} after {what}",
-        plugged.elapsed()
-    );
+    crate::util::expect_within_3s(watcher, gateway, (TEMPERATURE, "23"), plugged, what).await;
     sim
 }
 
@@ -83,6 +73,11 @@ async fn wait_event(gateway: &mut Gateway, wanted: &Event) -> bool {
         }
     }
     false
+}
+
+/// Waits until device `device` becomes `online` or not; false after the deadline.
+async fn wait_availability(gateway: &mut Gateway, device: usize, online: bool) -> bool {
+    wait_event(gateway, &Event::Availability { device, online }).await
 }
 
 /// The example polled every 200 ms, with the example's timeout and retries.
@@ -106,14 +101,7 @@ async fn a_dead_device_costs_the_others_a_few_per_cent() {
     let mut alone = start_gateway(&alone_config);
     let mut dead = start_gateway(&dead_config);
     assert!(
-        wait_event(
-            &mut dead,
-            &Event::Availability {
-                device: 1,
-                online: false
-            }
-        )
-        .await,
+        wait_availability(&mut dead, 1, false).await,
         "the dead unit never went offline"
     );
     // Both measured over the same window, while the dead unit is offline and probed.
@@ -171,16 +159,7 @@ async fn probes_move_across_reads_and_a_device_back_counts_no_overruns() {
     sim.sim.set_fault(1, Some(Fault::Silent));
     let config = config_on(&text, &sim.path);
     let mut gateway = start_gateway(&config);
-    assert!(
-        wait_event(
-            &mut gateway,
-            &Event::Availability {
-                device: 0,
-                online: false
-            }
-        )
-        .await
-    );
+    assert!(wait_availability(&mut gateway, 0, false).await);
     // Parked a good while: many deadlines of its 50 ms polls pass.
     tokio::time::sleep(Duration::from_secs(2)).await;
     gateway
@@ -191,14 +170,7 @@ async fn probes_move_across_reads_and_a_device_back_counts_no_overruns() {
     sim.sim.set_address_fault(1, 0, Some(Fault::Silent));
     let back = Instant::now();
     assert!(
-        wait_event(
-            &mut gateway,
-            &Event::Availability {
-                device: 0,
-                online: true
-            }
-        )
-        .await,
+        wait_availability(&mut gateway, 0, true).await,
         "never back: {:?}",
         sim.sim
             .seen()

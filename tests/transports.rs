@@ -7,7 +7,9 @@ use rtu2mqtt::config::Table;
 use rtu2mqtt::sim::{Simulator, TcpFraming};
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{Broker, GatewayProcess, Watcher, example, example_text, free_port};
+use crate::util::{
+    Broker, GatewayProcess, Watcher, example, example_text, expect_within_3s, free_port,
+};
 
 const TEMPERATURE: &str = "rtu2mqtt/climate/temperature";
 const AVAILABILITY: &str = "rtu2mqtt/climate/availability";
@@ -165,16 +167,7 @@ async fn a_server_that_goes_away_is_reconnected_within_seconds() {
         sim.set(10, Table::Holding, 0, 230);
         let _second = serve(&sim, port, framing).await;
         let back = Instant::now();
-        assert!(
-            watcher.wait_payload(TEMPERATURE, "23").await,
-            "{}",
-            gateway.log()
-        );
-        assert!(
-            back.elapsed() < Duration::from_secs(3),
-            "{scheme}: {:?}",
-            back.elapsed()
-        );
+        expect_within_3s(&watcher, &gateway, (TEMPERATURE, "23"), back, scheme).await;
         let log = gateway.log();
         assert!(log.contains("connection open again"), "{log}");
         // The MQTT session was kept: one connection for the whole outage.
@@ -267,16 +260,14 @@ async fn unavailable_then_served(port: &str, serve_on: Option<u16>) {
     let sim = Simulator::from_config(&example());
     let _server = serve(&sim, server_port, TcpFraming::Mbap).await;
     let served = Instant::now();
-    assert!(
-        watcher.wait_payload(TEMPERATURE, "21.5").await,
-        "{}",
-        gateway.log()
-    );
-    assert!(
-        served.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        served.elapsed()
-    );
+    expect_within_3s(
+        &watcher,
+        &gateway,
+        (TEMPERATURE, "21.5"),
+        served,
+        "the server came",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

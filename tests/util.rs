@@ -450,3 +450,25 @@ pub fn default_level_lines(log: &str) -> Vec<&str> {
         .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
         .collect()
 }
+
+/// Waits for `payload` on `topic` and checks it came within 3 s of `since` (a port, adapter
+/// or server that just came back); says how long it took after `what`.
+pub async fn expect_within_3s(
+    watcher: &Watcher,
+    gateway: &GatewayProcess,
+    (topic, payload): (&str, &str),
+    since: std::time::Instant,
+    what: &str,
+) {
+    assert!(
+        watcher.wait_payload(topic, payload).await,
+        "{}",
+        gateway.log()
+    );
+    eprintln!("{payload} on {topic} {:?} after {what}", since.elapsed());
+    assert!(
+        since.elapsed() < Duration::from_secs(3),
+        "{:?} after {what}",
+        since.elapsed()
+    );
+}

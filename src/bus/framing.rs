@@ -651,7 +651,7 @@ mod tests {
     }
 
     #[test]
-    fn a_late_exception_is_claimed_by_the_request_it_answers() {
+    fn a_late_exception_fits_any_read_of_its_unit_and_function() {
         let mut overdue = Overdues::default();
         overdue.add(
             &read_request(10, 0, 1),
