@@ -350,7 +350,7 @@ fn read_of(seen: &rtu2mqtt::sim::Seen) -> Option<ReadRequest> {
 fn least_line_time(config: &Config, line: &LineSettings) -> Duration {
     let mut total = Duration::ZERO;
     for device in &config.devices {
-        let mut groups: HashMap<(Table, Duration), Vec<usize>> = HashMap::new();
+        let mut groups: HashMap<(Table, Option<Duration>), Vec<usize>> = HashMap::new();
         for (r, register) in device.registers.iter().enumerate() {
             groups
                 .entry((register.table, register.poll))

@@ -18,7 +18,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::bus::{self, BusHandle};
 use crate::config::{self, Config};
-use crate::mqtt::{self, Bridge, Channels, Monitors, Reload, Topics, connection};
+use crate::mqtt::executor::{self, Queue};
+use crate::mqtt::{Bridge, Channels, Monitors, Reload, Topics, connection};
 use crate::scheduler::{Scheduler, SchedulerStats};
 use crate::stats::BusStats;
 
@@ -212,7 +213,8 @@ impl BusRun {
     }
 }
 
-/// The tasks that work from the register map: the scheduler and the command executor.
+/// The tasks that work from the register map: the scheduler and the executor of requests
+/// from MQTT.
 struct Polling {
     reads: usize,
     scheduler_stats: Arc<SchedulerStats>,
@@ -229,7 +231,8 @@ impl Polling {
     ) -> (Polling, Channels) {
         let (events_tx, events) = mpsc::unbounded_channel();
         let scheduler = Scheduler::new(config, bus.clone(), events_tx);
-        let (commands_tx, commands) = mpsc::channel(16);
+        let intervals = scheduler.intervals();
+        let requests = Arc::new(Queue::default());
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
         let stop = shutdown.child_token();
         let polling = Polling {
@@ -238,10 +241,10 @@ impl Polling {
             tasks: Stoppable {
                 tasks: vec![
                     tasks.spawn(scheduler.run(stop.clone())),
-                    tasks.spawn(mqtt::execute_commands(
+                    tasks.spawn(executor::execute(
                         Arc::clone(config),
                         bus.clone(),
-                        commands,
+                        Arc::clone(&requests),
                         outcomes_tx,
                         stop.clone(),
                     )),
@@ -252,7 +255,8 @@ impl Polling {
         let channels = Channels {
             events,
             outcomes,
-            commands: commands_tx,
+            requests,
+            intervals,
         };
         (polling, channels)
     }

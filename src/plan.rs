@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use crate::codec::Value;
 use crate::config::{Device, LineSettings, Register, Table, UnitId};
 
 /// One Modbus read transaction.
@@ -69,6 +70,9 @@ pub struct PollRequest {
     pub device: usize,
     pub read: ReadRequest,
     pub interval: Duration,
+    /// Its registers have no `poll` of their own: the interval is the device's, which
+    /// may change at run time.
+    pub follows_device: bool,
     /// The device's extra silence before each request.
     pub frame_gap: Duration,
     /// Indices into the device's registers.
@@ -76,6 +80,37 @@ pub struct PollRequest {
 }
 
 impl PollRequest {
+    /// A read of one register alone, at the device's interval.
+    pub fn single(device_index: usize, device: &Device, register: usize) -> PollRequest {
+        let r = &device.registers[register];
+        PollRequest {
+            device: device_index,
+            read: ReadRequest {
+                unit: device.unit,
+                table: r.table,
+                address: r.address,
+                count: r.width(),
+            },
+            interval: r.poll.unwrap_or(device.poll),
+            follows_device: r.poll.is_none(),
+            frame_gap: device.timing.frame_gap,
+            registers: vec![register],
+        }
+    }
+
+    /// The values of its registers in the words the read returned.
+    pub fn values(&self, device: &Device, words: &[u16]) -> Vec<(usize, Value)> {
+        self.registers
+            .iter()
+            .filter_map(|&r| {
+                let register = &device.registers[r];
+                let at = usize::from(register.address - self.read.address);
+                let value = register.codec.decode(words.get(at..)?)?;
+                Some((r, value))
+            })
+            .collect()
+    }
+
     /// The gap-free reads this one merged, for a slave that refuses to be read through a
     /// gap (exception 2). A request without gaps returns itself.
     pub fn split(&self, device: &Device) -> Vec<PollRequest> {
@@ -96,9 +131,8 @@ impl PollRequest {
                         count: register.width(),
                         ..self.read
                     },
-                    interval: self.interval,
-                    frame_gap: self.frame_gap,
                     registers: vec![index],
+                    ..*self
                 }),
             }
         }
@@ -118,16 +152,16 @@ pub fn plan(devices: &[Device]) -> Vec<PollRequest> {
 /// The reads of one device, grouped by table and interval, each group cut optimally.
 pub fn plan_device(device_index: usize, device: &Device) -> Vec<PollRequest> {
     let mut order: Vec<usize> = (0..device.registers.len()).collect();
-    let key = |i: &usize| {
+    // Registers that follow the device's interval are never merged with one that has its
+    // own, even an equal one: the device's may change at run time.
+    let group = |r: &Register| (r.table, r.poll.is_none(), r.poll.unwrap_or(device.poll));
+    order.sort_by_key(|i| {
         let r = &device.registers[*i];
-        (r.table, r.poll, r.address, r.end())
-    };
-    order.sort_by_key(key);
+        (group(r), r.address, r.end())
+    });
     let mut requests = Vec::new();
-    for group in order.chunk_by(|a, b| {
-        let (ra, rb) = (&device.registers[*a], &device.registers[*b]);
-        (ra.table, ra.poll) == (rb.table, rb.poll)
-    }) {
+    for group in order.chunk_by(|a, b| group(&device.registers[*a]) == group(&device.registers[*b]))
+    {
         let registers: Vec<&Register> = group.iter().map(|i| &device.registers[*i]).collect();
         let table = registers[0].table;
         let cuts = cheapest_cuts(
@@ -152,7 +186,8 @@ pub fn plan_device(device_index: usize, device: &Device) -> Vec<PollRequest> {
                     // At most max_read: checked when the cut was chosen.
                     count: (last - first) as u16,
                 },
-                interval: registers[start].poll,
+                interval: registers[start].poll.unwrap_or(device.poll),
+                follows_device: registers[start].poll.is_none(),
                 frame_gap: device.timing.frame_gap,
                 registers: group[start..end].to_vec(),
             });
@@ -250,7 +285,7 @@ mod tests {
             },
             unit_of_measurement: None,
             writable: false,
-            poll: Duration::from_secs(1),
+            poll: None,
             publish: PublishMode::Always,
             deadband: 0.0,
             republish: None,
@@ -262,6 +297,7 @@ mod tests {
 
     fn device(registers: Vec<Register>, max_read: u16, max_gap: u16) -> Device {
         Device {
+            poll_command_topic: None,
             name: "d".into(),
             unit: UnitId::new(1).unwrap(),
             poll: Duration::from_secs(1),
@@ -432,7 +468,7 @@ mod tests {
     fn tables_and_intervals_are_never_mixed() {
         let mut regs = holding(&[0, 1]);
         regs.push(register(2, ValueType::U16, Table::Input));
-        regs[1].poll = Duration::from_secs(10);
+        regs[1].poll = Some(Duration::from_secs(10));
         let plan = plan_device(0, &device(regs, 125, 16));
         assert_eq!(plan.len(), 3);
     }

@@ -114,6 +114,9 @@ pub struct Scheduler {
     port_down: bool,
     bus: BusHandle,
     events: mpsc::UnboundedSender<Event>,
+    /// New intervals for the reads that follow their device's (`poll/set`).
+    intervals: mpsc::UnboundedReceiver<(usize, Duration)>,
+    intervals_tx: mpsc::UnboundedSender<(usize, Duration)>,
     stats: Arc<SchedulerStats>,
 }
 
@@ -129,6 +132,7 @@ impl Scheduler {
     /// A scheduler for the plan of `config`; every read is due at once.
     pub fn new(config: &Config, bus: BusHandle, events: mpsc::UnboundedSender<Event>) -> Scheduler {
         let now = Instant::now();
+        let (intervals_tx, intervals) = mpsc::unbounded_channel();
         Scheduler {
             devices: config.devices.clone(),
             offline_after: config.bus.offline_after,
@@ -141,8 +145,15 @@ impl Scheduler {
             port_down: false,
             bus,
             events,
+            intervals,
+            intervals_tx,
             stats: Arc::default(),
         }
+    }
+
+    /// Where to send a device's new poll interval (device index, interval).
+    pub fn intervals(&self) -> mpsc::UnboundedSender<(usize, Duration)> {
+        self.intervals_tx.clone()
     }
 
     /// Reads in the plan.
@@ -167,6 +178,7 @@ impl Scheduler {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some((slot, result)) = in_flight.next() => self.finish(slot, result),
+                Some((device, interval)) = self.intervals.recv() => self.set_interval(device, interval),
                 () = crate::clock::sleep_until(next_due) => {
                     let now = Instant::now();
                     for (index, slot) in self.slots.iter_mut().enumerate() {
@@ -195,6 +207,22 @@ impl Scheduler {
         }
     }
 
+    /// The reads that follow the device's interval take the new one; one due later than
+    /// a whole new interval from now comes sooner.
+    fn set_interval(&mut self, device: usize, interval: Duration) {
+        let Some(spec) = self.devices.get_mut(device) else {
+            return;
+        };
+        spec.poll = interval;
+        let soonest = Instant::now() + interval;
+        for slot in &mut self.slots {
+            if slot.request.device == device && slot.request.follows_device {
+                slot.request.interval = interval;
+                slot.due = slot.due.min(soonest);
+            }
+        }
+    }
+
     fn finish(&mut self, index: usize, result: Result<ReadData, BusError>) {
         self.slots[index].in_flight = false;
         let port_down = matches!(result, Err(BusError::PortDown(_)));
@@ -217,17 +245,7 @@ impl Scheduler {
         };
         match result {
             Ok(data) => {
-                let words = data.words();
-                let values = request
-                    .registers
-                    .iter()
-                    .filter_map(|&r| {
-                        let register = &device.registers[r];
-                        let at = usize::from(register.address - request.read.address);
-                        let value = register.codec.decode(words.get(at..)?)?;
-                        Some((r, value))
-                    })
-                    .collect();
+                let values = request.values(device, &data.words());
                 self.emit(Event::Values {
                     device: device_index,
                     values,

@@ -30,6 +30,20 @@ fn check_prints_one_read_and_its_bus_time_for_the_example() {
 }
 
 #[test]
+fn the_shipped_platform_configs_pass_check() {
+    for config in ["configs/iobroker.toml", "configs/gladys.toml"] {
+        let out = rtu2mqtt(&["check", "-c", config]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{config}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("1 read per cycle"), "{config}: {stdout}");
+    }
+}
+
+#[test]
 fn check_refuses_broken_configs_naming_key_and_line() {
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/example.toml"))
@@ -53,6 +67,18 @@ fn check_refuses_broken_configs_naming_key_and_line() {
             "offline_after = 3\necho = \"maybe\"",
             "echo",
         ),
+        (
+            "unit = 10 ",
+            "unit = 10\npoll_command_topic = \"a/+/interval\" ",
+            "poll_command_topic",
+        ),
+        (
+            "unit = 10 ",
+            "unit = 10\npoll_command_topic = 5 ",
+            "poll_command_topic",
+        ),
+        ("name = \"test\"", "name = \"get\"", "name"),
+        ("name = \"climate\"", "name = \"bridge\"", "name"),
     ];
     for (from, to, key) in cases {
         assert!(example.contains(from), "{from}");

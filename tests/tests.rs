@@ -3,6 +3,7 @@
 mod bus;
 mod cli;
 mod faults;
+mod integrations;
 mod lifecycle;
 mod lines;
 mod many;

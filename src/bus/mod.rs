@@ -146,6 +146,8 @@ enum Job {
     /// A read, and whether it only probes an offline device (tried once, no retries).
     Read(ReadRequest, Reply<ReadData>, bool),
     Write(WriteRequest, Reply<()>),
+    /// A write and the read of what the device made of it, with nothing between them.
+    WriteAndRead(WriteRequest, ReadRequest, Reply<ReadData>),
 }
 
 /// A cheap, cloneable way to put transactions on the bus. There are two queues: commands
@@ -189,20 +191,35 @@ impl BusHandle {
     pub async fn write(&self, write: WriteRequest) -> Result<(), BusError> {
         Self::submit(&self.commands, |reply| Job::Write(write, reply)).await
     }
+
+    /// A command: the write, then the read of `read_back`, in one turn of the line (no
+    /// other transaction between them); goes before any poll still waiting.
+    pub async fn write_and_read(
+        &self,
+        write: WriteRequest,
+        read_back: ReadRequest,
+    ) -> Result<ReadData, BusError> {
+        Self::submit(&self.commands, |reply| {
+            Job::WriteAndRead(write, read_back, reply)
+        })
+        .await
+    }
 }
 
 impl Job {
     fn unit(&self) -> UnitId {
         match self {
             Job::Read(read, ..) => read.unit,
-            Job::Write(write, _) => write.unit,
+            Job::Write(write, _) | Job::WriteAndRead(write, ..) => write.unit,
         }
     }
 
     fn request(&self) -> Request<'_> {
         match self {
             Job::Read(read, ..) => transport::read_request(read),
-            Job::Write(write, _) => transport::write_request(write).0,
+            Job::Write(write, _) | Job::WriteAndRead(write, ..) => {
+                transport::write_request(write).0
+            }
         }
     }
 }
@@ -405,6 +422,15 @@ impl Line {
                     .await;
                 let _ = reply.send(result);
             }
+            Job::WriteAndRead(write, read, reply) => {
+                let result = self
+                    .run(write.unit, async |link| {
+                        link.write(&write, timing, retries).await?;
+                        link.read(&read, timing, retries).await
+                    })
+                    .await;
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -460,11 +486,14 @@ impl Line {
     }
 }
 
-/// Jobs taken from the queues, in order: commands first.
+/// Jobs taken from the queues, in order: commands first, but never two in a row while
+/// polls wait. A flood of commands costs each poll at most one command's line time.
 #[derive(Debug, Default)]
 struct Waiting {
     commands: VecDeque<Job>,
     polls: VecDeque<Job>,
+    /// Polls that were waiting when the last command went, and go before the next one.
+    polls_owed: usize,
 }
 
 impl Waiting {
@@ -472,13 +501,27 @@ impl Waiting {
         self.commands.is_empty() && self.polls.is_empty()
     }
 
-    /// The first job that may go now (commands first), or until when all must wait.
+    /// The first job that may go now, or until when all must wait.
     fn next(&mut self, line: &mut Line) -> Result<Job, Option<Instant>> {
         let mut until: Option<Instant> = None;
-        for queue in [&mut self.commands, &mut self.polls] {
+        let polls_first = self.polls_owed > 0;
+        for is_command in [!polls_first, polls_first] {
+            let queue = if is_command {
+                &mut self.commands
+            } else {
+                &mut self.polls
+            };
             for index in 0..queue.len() {
                 match line.held_until(&queue[index]) {
-                    None => return queue.remove(index).ok_or(None),
+                    None => {
+                        let job = queue.remove(index).ok_or(None)?;
+                        self.polls_owed = if is_command {
+                            self.polls.len()
+                        } else {
+                            self.polls_owed.saturating_sub(1)
+                        };
+                        return Ok(job);
+                    }
                     Some(held) => until = Some(until.map_or(held, |u| u.min(held))),
                 }
             }

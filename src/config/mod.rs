@@ -14,6 +14,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::codec::{Codec, Value, ValueType};
+use crate::mqtt::topics::{BRIDGE_TOPIC, RESERVED_REGISTER_NAMES};
 pub use model::*;
 use raw::{RawBus, RawConfig, RawDevice, RawEcho, RawMqtt, RawRegister, RawTable, SimValue};
 pub use transport::Transport;
@@ -180,15 +181,23 @@ impl Validator<'_> {
         key: &str,
         default: Duration,
     ) -> Duration {
+        self.optional_positive_duration(value, key)
+            .unwrap_or(default)
+    }
+
+    fn optional_positive_duration(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+    ) -> Option<Duration> {
         match self.duration(value, key) {
             Some(d) if d.is_zero() => {
                 if let Some(v) = value {
                     self.problem(v.span(), key, "must be longer than zero");
                 }
-                default
+                None
             }
-            Some(d) => d,
-            None => default,
+            d => d,
         }
     }
 
@@ -498,6 +507,13 @@ impl Validator<'_> {
 
     fn device(&mut self, raw: RawDevice, bus: Timing) -> Option<Device> {
         self.name(&raw.name, "name");
+        if raw.name.get_ref() == BRIDGE_TOPIC {
+            self.problem(
+                raw.name.span(),
+                "name",
+                format!("{BRIDGE_TOPIC:?} is taken by the gateway's own topics {{base}}/{BRIDGE_TOPIC}/..."),
+            );
+        }
         let unit = UnitId::new(*raw.unit.get_ref());
         if unit.is_none() {
             self.problem(
@@ -512,6 +528,7 @@ impl Validator<'_> {
             );
         }
         let poll = self.positive_duration(raw.poll.as_ref(), "poll", DEFAULT_POLL);
+        let poll_command_topic = self.topic(raw.poll_command_topic.as_ref(), "poll_command_topic");
         let max_read = self.limit(raw.max_read.as_ref(), "max_read", Table::Holding);
         let max_read_bits = self.limit(raw.max_read_bits.as_ref(), "max_read_bits", Table::Coil);
         let timing = self.timing(raw.timeout.as_ref(), raw.frame_gap.as_ref(), bus);
@@ -519,7 +536,7 @@ impl Validator<'_> {
         for raw_register in raw.registers {
             let name_span = raw_register.get_ref().name.span();
             let span = raw_register.get_ref().address.span();
-            let Some(register) = self.register(raw_register.into_inner(), poll) else {
+            let Some(register) = self.register(raw_register.into_inner()) else {
                 continue;
             };
             if registers.iter().any(|r| r.name == register.name) {
@@ -557,6 +574,7 @@ impl Validator<'_> {
             name: raw.name.into_inner(),
             unit: unit?,
             poll,
+            poll_command_topic,
             max_gap: raw.max_gap.unwrap_or(DEFAULT_MAX_GAP),
             max_read,
             max_read_bits,
@@ -577,8 +595,18 @@ impl Validator<'_> {
         }
     }
 
-    fn register(&mut self, raw: RawRegister, device_poll: Duration) -> Option<Register> {
+    fn register(&mut self, raw: RawRegister) -> Option<Register> {
         self.name(&raw.name, "name");
+        if RESERVED_REGISTER_NAMES.contains(&raw.name.get_ref().as_str()) {
+            self.problem(
+                raw.name.span(),
+                "name",
+                format!(
+                    "{name:?} is taken by the device's own topic {{base}}/{{device}}/{name}",
+                    name = raw.name.get_ref()
+                ),
+            );
+        }
         let table = match raw.table.as_ref().map(|t| *t.get_ref()) {
             None | Some(RawTable::Holding) => Table::Holding,
             Some(RawTable::Input) => Table::Input,
@@ -674,7 +702,7 @@ impl Validator<'_> {
             Some(d) => *d.get_ref(),
             None => 0.0,
         };
-        let poll = self.positive_duration(raw.poll.as_ref(), "poll", device_poll);
+        let poll = self.optional_positive_duration(raw.poll.as_ref(), "poll");
         let republish = self.duration(raw.republish.as_ref(), "republish");
         let topic = self.topic(raw.topic.as_ref(), "topic");
         let command_topic = self.topic(raw.command_topic.as_ref(), "command_topic");

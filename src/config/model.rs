@@ -208,7 +208,10 @@ impl LineSettings {
 pub struct Device {
     pub name: String,
     pub unit: UnitId,
+    /// The interval of its registers without a `poll` of their own.
     pub poll: Duration,
+    /// An absolute topic that sets `poll` at run time, besides `{base}/{device}/poll/set`.
+    pub poll_command_topic: Option<String>,
     pub max_gap: u16,
     pub max_read: u16,
     pub max_read_bits: u16,
@@ -236,7 +239,8 @@ pub struct Register {
     pub codec: Codec,
     pub unit_of_measurement: Option<String>,
     pub writable: bool,
-    pub poll: Duration,
+    /// Its own interval; `None` follows the device's, which may change at run time.
+    pub poll: Option<Duration>,
     pub publish: PublishMode,
     pub deadband: f64,
     pub republish: Option<Duration>,

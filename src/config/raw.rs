@@ -88,6 +88,7 @@ pub struct RawDevice {
     pub max_read_bits: Option<Spanned<u16>>,
     pub timeout: Option<Spanned<String>>,
     pub frame_gap: Option<Spanned<String>>,
+    pub poll_command_topic: Option<Spanned<String>>,
     #[serde(default, rename = "register")]
     pub registers: Vec<Spanned<RawRegister>>,
 }

@@ -1,5 +1,7 @@
 //! Turning a `/set` message into a write, or refusing it with a reason.
 
+use std::time::Duration;
+
 use crate::bus::{WriteData, WriteRequest};
 use crate::config::{Config, WriteFunction};
 
@@ -23,18 +25,12 @@ pub fn parse(
 ) -> Result<Command, String> {
     let (device, register) =
         target.ok_or_else(|| format!("no register has the command topic {topic}"))?;
-    if payload.len() > MAX_PAYLOAD {
-        return Err(format!(
-            "payload of {} bytes refused: commands are at most {MAX_PAYLOAD} bytes",
-            payload.len()
-        ));
-    }
+    let text = text(payload)?;
     let d = &config.devices[device];
     let r = &d.registers[register];
     if !r.writable {
         return Err(format!("{}/{} is read-only", d.name, r.name));
     }
-    let text = std::str::from_utf8(payload).map_err(|_| "payload is not UTF-8 text".to_owned())?;
     let value = r.codec.parse(text).map_err(|e| e.to_string())?;
     let words = r.codec.encode(value).map_err(|e| e.to_string())?;
     let data = match (r.write_function, words.as_slice()) {
@@ -51,6 +47,54 @@ pub fn parse(
             data,
         },
     })
+}
+
+/// A command payload as text, refused when it is too long or not UTF-8.
+fn text(payload: &[u8]) -> Result<&str, String> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(format!(
+            "payload of {} bytes refused: commands are at most {MAX_PAYLOAD} bytes",
+            payload.len()
+        ));
+    }
+    std::str::from_utf8(payload).map_err(|_| "payload is not UTF-8 text".to_owned())
+}
+
+/// Shortest poll interval a command may set: below it a device would take the whole line.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Longest poll interval a command may set.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// A `poll/set` payload: seconds (`5`, `0.5`) or a humantime (`500ms`); `None` for `0` or
+/// empty, which restore the configured interval.
+pub fn parse_interval(payload: &[u8]) -> Result<Option<Duration>, String> {
+    let text = text(payload)?.trim();
+    let not_an_interval = || {
+        format!(
+            "{text:?} is not a poll interval: send seconds (\"5\", \"0.5\") or a duration (\"500ms\"), 0 for the configured one"
+        )
+    };
+    let interval = if text.is_empty() {
+        Duration::ZERO
+    } else if let Ok(seconds) = text.parse::<f64>() {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(not_an_interval());
+        }
+        Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+    } else {
+        humantime::parse_duration(text).map_err(|_| not_an_interval())?
+    };
+    if interval.is_zero() {
+        return Ok(None);
+    }
+    if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
+        return Err(format!(
+            "a poll interval of {text} is out of bounds: {} to {}",
+            humantime::format_duration(MIN_INTERVAL),
+            humantime::format_duration(MAX_INTERVAL)
+        ));
+    }
+    Ok(Some(interval))
 }
 
 /// The payload as it may be quoted back in an error: text, cut to the command bound.
@@ -94,6 +138,42 @@ mod tests {
         assert!(refused(Some((0, 0)), b"20").contains("read-only"));
         assert!(refused(None, b"20").contains("no register"));
         assert!(refused(Some((0, 2)), &[0xFF, 0xFE]).contains("UTF-8"));
+    }
+
+    #[test]
+    fn poll_intervals_in_seconds_or_durations_within_bounds() {
+        let ms = |ms| Ok(Some(Duration::from_millis(ms)));
+        assert_eq!(parse_interval(b"5"), ms(5000));
+        assert_eq!(parse_interval(b" 0.5 "), ms(500));
+        assert_eq!(parse_interval(b"500ms"), ms(500));
+        assert_eq!(parse_interval(b"2m"), ms(120_000));
+        assert_eq!(parse_interval(b"0.01"), ms(10));
+        assert_eq!(parse_interval(b"86400"), ms(86_400_000));
+        for restore in [&b"0"[..], b"", b" ", b"0s", b"-0"] {
+            assert_eq!(parse_interval(restore), Ok(None), "{restore:?}");
+        }
+        for bad in [
+            &b"abc"[..],
+            b"-1",
+            b"1e12",
+            b"0.001",
+            b"inf",
+            b"NaN",
+            b"5 apples",
+            b"86401",
+        ] {
+            assert!(parse_interval(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(
+            parse_interval(b"abc")
+                .unwrap_err()
+                .contains("not a poll interval")
+        );
+        assert!(
+            parse_interval(b"0.001")
+                .unwrap_err()
+                .contains("out of bounds")
+        );
     }
 
     #[test]

@@ -110,7 +110,13 @@ fn tls_config(tls: &Tls) -> Result<TlsConfiguration, SetupError> {
 pub enum LinkEvent {
     Connected,
     Disconnected,
-    Message { topic: String, payload: Bytes },
+    /// A message on a subscribed topic; `retained` when it was stored by the broker before
+    /// we subscribed rather than sent since.
+    Message {
+        topic: String,
+        payload: Bytes,
+        retained: bool,
+    },
 }
 
 /// QoS 0 value publishes waiting to go out with the publish before them, in one write.
@@ -292,10 +298,12 @@ pub async fn drive(
                 let message = LinkEvent::Message {
                     topic: publish.topic,
                     payload: publish.payload,
+                    retained: publish.retain,
                 };
-                if link.try_send(message).is_err() {
-                    tracing::warn!("commands arrive faster than they can be handled: one dropped");
-                }
+                // Waiting here holds the broker back rather than drop a message: the last
+                // of a burst of commands is the one that must arrive. The bridge never
+                // waits on this loop, so the wait is short.
+                let _ = link.send(message).await;
             }
             Ok(Event::Outgoing(Outgoing::Publish(_))) => outbox.write(&mut eventloop).await,
             Ok(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,

@@ -10,48 +10,28 @@
 
 pub mod command;
 pub mod connection;
+pub mod executor;
 pub mod topics;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{BusError, BusHandle};
 use crate::codec::Value;
 use crate::config::{Config, PublishMode};
-use crate::plan::ReadRequest;
 use crate::scheduler::{Event, SchedulerStats};
 use crate::stats::BusStats;
-use command::Command;
 use connection::{LinkEvent, Outbox};
+use executor::{Action, CommandError, Outcome, Queue, Queued, Request};
+use topics::Route;
 pub use topics::Topics;
-
-/// What became of a command once the bus had it.
-#[derive(Debug)]
-pub struct Outcome {
-    pub command: Command,
-    pub topic: String,
-    pub payload: String,
-    pub result: Result<Value, CommandError>,
-}
-
-/// Why an accepted command came to nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommandError {
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    /// A reload stopped the executor before the command's turn: its register may be gone.
-    #[error("not written: the config was reloaded before its turn; send it again")]
-    Withdrawn,
-}
 
 /// The JSON published on `bridge/error`.
 #[derive(Debug, Serialize)]
@@ -68,6 +48,31 @@ struct RegisterState {
     latest: Option<Value>,
     /// Last value published and when.
     published: Option<(Value, String, Instant)>,
+    /// Values published on a topic that is also the register's command topic, on their way
+    /// back to us through the broker: heard, they are no command.
+    echoes: VecDeque<(String, Instant)>,
+}
+
+/// Own publishes awaited back at most, per register; older ones are forgotten.
+const ECHOES_KEPT: usize = 8;
+/// How long an own publish is awaited back: the broker returns it within milliseconds.
+const ECHO_WAIT: Duration = Duration::from_secs(10);
+
+impl RegisterState {
+    /// Whether a message on the register's shared state and command topic is our own
+    /// publish coming back, or the value last published there (ioBroker sends states
+    /// back with `ack`, and replays them when it reconnects): then it is no command.
+    fn is_own_state(&mut self, text: &str, value: Option<Value>) -> bool {
+        self.echoes.retain(|(_, at)| at.elapsed() < ECHO_WAIT);
+        if let Some(at) = self.echoes.iter().position(|(echo, _)| echo == text) {
+            self.echoes.remove(at);
+            return true;
+        }
+        match (&self.published, value) {
+            (Some((last, last_text, _)), value) => last_text == text || value == Some(*last),
+            (None, _) => false,
+        }
+    }
 }
 
 /// Where the bridge reads the counters it reports on `bridge/stats`.
@@ -77,15 +82,14 @@ pub struct Monitors {
     pub scheduler: Arc<SchedulerStats>,
 }
 
-/// A command for the executor: the command, its topic and its payload as quoted back.
-pub type Accepted = (Command, String, String);
-
 /// The channels between the bridge and the tasks built from one config.
 #[derive(Debug)]
 pub struct Channels {
     pub events: mpsc::UnboundedReceiver<Event>,
     pub outcomes: mpsc::UnboundedReceiver<Outcome>,
-    pub commands: mpsc::Sender<Accepted>,
+    pub requests: Arc<Queue>,
+    /// New poll intervals for the scheduler (device index, interval).
+    pub intervals: mpsc::UnboundedSender<(usize, Duration)>,
 }
 
 /// What a reload brings the bridge.
@@ -113,6 +117,8 @@ pub struct Bridge {
     connected: watch::Sender<bool>,
     registers: Vec<Vec<RegisterState>>,
     availability: Vec<Option<bool>>,
+    /// Poll intervals set at run time, per device; `None` keeps the configured one.
+    intervals: Vec<Option<Duration>>,
     /// Why the port is down, while it is: said again to a broker that was not there when
     /// it happened (at boot the adapter and the broker may both be late).
     port_error: Option<String>,
@@ -138,6 +144,7 @@ impl Bridge {
             qos: connection::qos(config.mqtt.qos),
             value_qos: connection::qos(config.mqtt.value_qos),
             availability: vec![None; config.devices.len()],
+            intervals: vec![None; config.devices.len()],
             port_error: None,
             registers,
             config,
@@ -169,7 +176,8 @@ impl Bridge {
         let Channels {
             mut events,
             mut outcomes,
-            mut commands,
+            mut requests,
+            mut intervals,
         } = channels;
         let every = self.config.mqtt.stats_interval;
         let mut stats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -185,8 +193,8 @@ impl Bridge {
                         self.connected.send_replace(false);
                         self.status();
                     }
-                    LinkEvent::Message { topic, payload } => {
-                        self.on_command(&topic, &payload, &commands);
+                    LinkEvent::Message { topic, payload, retained } => {
+                        self.on_message(&topic, &payload, retained, &requests, &intervals);
                     }
                 },
                 Some(reload) = reloads.recv() => match reload {
@@ -199,8 +207,8 @@ impl Bridge {
                         while let Ok(outcome) = outcomes.try_recv() {
                             self.on_outcome(outcome);
                         }
-                        self.apply(config, monitors);
-                        Channels { events, outcomes, commands } = channels;
+                        Channels { events, outcomes, requests, intervals } = channels;
+                        self.apply(config, monitors, &intervals);
                     }
                     Reload::Refused { file, error } => {
                         self.report_error(&file.display().to_string(), None, &error);
@@ -238,7 +246,12 @@ impl Bridge {
     /// Switches to a new config: the state of registers and devices that stayed (by name)
     /// is kept, the retained topics of those that went away are cleared, and the
     /// subscriptions follow the new command topics.
-    fn apply(&mut self, config: Arc<Config>, monitors: Monitors) {
+    fn apply(
+        &mut self,
+        config: Arc<Config>,
+        monitors: Monitors,
+        scheduler: &mpsc::UnboundedSender<(usize, Duration)>,
+    ) {
         let topics = Topics::new(&config);
         let mut added = 0;
         let registers: Vec<Vec<RegisterState>> = config
@@ -259,17 +272,28 @@ impl Bridge {
                     .collect()
             })
             .collect();
+        let kept = |device: &crate::config::Device| {
+            self.config
+                .devices
+                .iter()
+                .position(|old| old.name == device.name)
+        };
         let availability = config
             .devices
             .iter()
-            .map(|device| {
-                self.config
-                    .devices
-                    .iter()
-                    .position(|old| old.name == device.name)
-                    .and_then(|d| self.availability[d])
-            })
+            .map(|device| kept(device).and_then(|d| self.availability[d]))
             .collect();
+        // An interval set at run time outlives a reload, as the device does.
+        let intervals: Vec<Option<Duration>> = config
+            .devices
+            .iter()
+            .map(|device| kept(device).and_then(|d| self.intervals[d]))
+            .collect();
+        for (d, interval) in intervals.iter().enumerate() {
+            if let Some(interval) = interval {
+                let _ = scheduler.send((d, *interval));
+            }
+        }
 
         let values: HashSet<&str> = topics.values().collect();
         let cleared: Vec<String> = self
@@ -284,12 +308,12 @@ impl Bridge {
             .devices
             .iter()
             .filter(|d| !devices.contains(d.name.as_str()))
-            .map(|d| self.topics.availability(&d.name))
+            .flat_map(|d| [self.topics.availability(&d.name), self.topics.poll(&d.name)])
             .collect();
         tracing::info!(
             added,
             removed = cleared.len(),
-            devices_removed = gone_devices.len(),
+            devices_removed = gone_devices.len() / 2,
             "new register map in force"
         );
         self.stale.extend(cleared);
@@ -309,6 +333,7 @@ impl Bridge {
         self.topics = topics;
         self.registers = registers;
         self.availability = availability;
+        self.intervals = intervals;
         self.monitors = monitors;
         self.clear_stale();
         self.status();
@@ -378,6 +403,9 @@ impl Bridge {
                 self.publish(&topic, availability(*online), true);
             }
         }
+        for device in 0..self.config.devices.len() {
+            self.publish_interval(device);
+        }
         if let Some(error) = &self.port_error {
             self.report_port(error);
         }
@@ -391,7 +419,7 @@ impl Bridge {
                 // with it.
                 let mut batched = false;
                 for (register, value) in values {
-                    batched |= self.on_value(device, register, value, batched);
+                    batched |= self.on_value(device, register, value, batched, false);
                 }
             }
             Event::Failed {
@@ -405,8 +433,7 @@ impl Bridge {
                     .map(|r| d.registers[*r].name.as_str())
                     .collect();
                 let message = format!("reading {} of {}: {error}", names.join(", "), d.name);
-                let topic = format!("{}/{}", self.config.mqtt.base_topic, d.name);
-                self.report_error(&topic, None, &message);
+                self.report_error(&self.topics.device(&d.name), None, &message);
             }
             Event::PortDown(error) => {
                 let error = error.to_string();
@@ -428,18 +455,26 @@ impl Bridge {
     }
 
     fn report_port(&self, error: &str) {
-        let topic = format!("{}/bridge", self.config.mqtt.base_topic);
-        self.report_error(&topic, None, error);
+        self.report_error(&self.topics.bridge_topic(), None, error);
     }
 
-    /// Keeps a new value and publishes it when due; whether it was published. `batched` as
-    /// for [`Bridge::publish_value`].
-    fn on_value(&mut self, device: usize, register: usize, value: Value, batched: bool) -> bool {
+    /// Keeps a new value and publishes it when due, or at once when `asked` (a command or
+    /// a `/get` wants to hear it); whether it was published. `batched` as for
+    /// [`Bridge::publish_value`].
+    fn on_value(
+        &mut self,
+        device: usize,
+        register: usize,
+        value: Value,
+        batched: bool,
+        asked: bool,
+    ) -> bool {
         let spec = &self.config.devices[device].registers[register];
         let text = spec.codec.format(value);
         let state = &mut self.registers[device][register];
         state.latest = Some(value);
         let due = match (&state.published, spec.publish) {
+            _ if asked => true,
             (None, _) | (_, PublishMode::Always) => true,
             (Some((last, last_text, at)), PublishMode::Change) => {
                 changed(*last, last_text, value, &text, spec.deadband)
@@ -470,8 +505,26 @@ impl Bridge {
         } else {
             self.send(topic, self.value_qos, text.clone(), retain);
         }
-        self.registers[device][register].published = Some((value, text, Instant::now()));
+        let state = &mut self.registers[device][register];
+        if self.topics.shares_state_topic(device, register) {
+            if state.echoes.len() == ECHOES_KEPT {
+                state.echoes.pop_front();
+            }
+            state.echoes.push_back((text.clone(), Instant::now()));
+        }
+        state.published = Some((value, text, Instant::now()));
         true
+    }
+
+    /// Publishes the poll interval in force for a device, in seconds.
+    fn publish_interval(&self, device: usize) {
+        let spec = &self.config.devices[device];
+        let interval = self.intervals[device].unwrap_or(spec.poll);
+        self.publish(
+            &self.topics.poll(&spec.name),
+            interval.as_secs_f64().to_string(),
+            true,
+        );
     }
 
     fn on_stats(&self) {
@@ -503,23 +556,82 @@ impl Bridge {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&line)]);
     }
 
-    fn on_command(&self, topic: &str, payload: &[u8], commands: &mpsc::Sender<Accepted>) {
+    /// A message on a subscribed topic: a command, a `/get`, or a new poll interval.
+    fn on_message(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        retained: bool,
+        requests: &Queue,
+        intervals: &mpsc::UnboundedSender<(usize, Duration)>,
+    ) {
         let quoted = command::quote(payload);
-        match command::parse(&self.config, self.topics.command(topic), topic, payload) {
-            Ok(command) => {
-                tracing::info!(topic, payload = %quoted, "command accepted");
-                match commands.try_send((command, topic.to_owned(), quoted.clone())) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        self.refuse(topic, &quoted, "too many commands waiting for the bus");
-                    }
-                    Err(TrySendError::Closed(_)) => {
-                        self.refuse(topic, &quoted, &CommandError::Withdrawn.to_string());
-                    }
+        let action = match self.topics.route(topic) {
+            Some(Route::Set(d, r)) if self.topics.shares_state_topic(d, r) => {
+                // A retained message there is the last state, not a command; nor is our
+                // own publish coming back.
+                let value = std::str::from_utf8(payload)
+                    .ok()
+                    .and_then(|text| self.config.devices[d].registers[r].codec.parse(text).ok());
+                if retained || self.registers[d][r].is_own_state(&quoted, value) {
+                    tracing::debug!(topic, payload = %quoted, retained, "state, not a command");
+                    return;
                 }
+                command::parse(&self.config, Some((d, r)), topic, payload).map(Action::Write)
             }
-            Err(reason) => self.refuse(topic, &quoted, &reason),
+            Some(Route::Set(d, r)) => {
+                command::parse(&self.config, Some((d, r)), topic, payload).map(Action::Write)
+            }
+            Some(Route::Get(device, register)) => Ok(Action::Read { device, register }),
+            Some(Route::Poll(device)) => {
+                match command::parse_interval(payload) {
+                    Ok(interval) => self.set_interval(device, interval, intervals),
+                    Err(reason) => self.refuse(topic, &quoted, &reason),
+                }
+                return;
+            }
+            None if topic.ends_with("/get") => Err(format!(
+                "no register or device is read by the topic {topic}"
+            )),
+            None => command::parse(&self.config, None, topic, payload).map(Action::Write),
+        };
+        let action = match action {
+            Ok(action) => action,
+            Err(reason) => return self.refuse(topic, &quoted, &reason),
+        };
+        tracing::info!(topic, payload = %quoted, "command accepted");
+        let request = Request {
+            action,
+            topic: topic.to_owned(),
+            payload: quoted,
+        };
+        match requests.push(request) {
+            Queued::Waiting => {}
+            Queued::Replaced(older) => {
+                tracing::debug!(topic, payload = %older.payload, "replaced by a newer command before its turn");
+            }
+            Queued::Closed(request) => self.refuse(
+                topic,
+                &request.payload,
+                &CommandError::Withdrawn.to_string(),
+            ),
         }
+    }
+
+    /// A new poll interval for a device (`None`: the configured one), for the scheduler
+    /// and on `{base}/{device}/poll`.
+    fn set_interval(
+        &mut self,
+        device: usize,
+        interval: Option<Duration>,
+        scheduler: &mpsc::UnboundedSender<(usize, Duration)>,
+    ) {
+        let spec = &self.config.devices[device];
+        let in_force = interval.unwrap_or(spec.poll);
+        tracing::info!(device = %spec.name, interval = %humantime::format_duration(in_force), configured = interval.is_none(), "poll interval set");
+        self.intervals[device] = interval;
+        let _ = scheduler.send((device, in_force));
+        self.publish_interval(device);
     }
 
     fn refuse(&self, topic: &str, payload: &str, reason: &str) {
@@ -529,19 +641,18 @@ impl Bridge {
 
     fn on_outcome(&mut self, outcome: Outcome) {
         let Outcome {
-            command,
-            topic,
-            payload,
-            result,
+            request,
+            values,
+            error,
         } = outcome;
-        match result {
-            Ok(value) => {
-                self.on_value(command.device, command.register, value, false);
-            }
-            Err(error) => {
-                tracing::warn!(topic, payload, %error, "command failed");
-                self.report_error(&topic, Some(&payload), &error.to_string());
-            }
+        let device = request.device();
+        for (register, value) in values {
+            self.on_value(device, register, value, false, true);
+        }
+        if let Some(error) = error {
+            let (topic, payload) = (&request.topic, &request.payload);
+            tracing::warn!(topic, payload, %error, "command failed");
+            self.report_error(topic, Some(payload), &error.to_string());
         }
     }
 }
@@ -558,85 +669,9 @@ fn changed(last: Value, last_text: &str, new: Value, new_text: &str, deadband: f
     }
 }
 
-/// Executes accepted commands one at a time, in order: the write, then a read-back of the
-/// register so the published value is the device's, not the request's. When `stop` fires,
-/// the commands still waiting come back as [`CommandError::Withdrawn`] rather than vanish.
-pub async fn execute_commands(
-    config: Arc<Config>,
-    bus: BusHandle,
-    mut commands: mpsc::Receiver<Accepted>,
-    outcomes: mpsc::UnboundedSender<Outcome>,
-    stop: CancellationToken,
-) {
-    loop {
-        let (command, topic, payload) = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            Some(next) = commands.recv() => next,
-            else => return,
-        };
-        let register = &config.devices[command.device].registers[command.register];
-        let read_back = ReadRequest {
-            unit: command.write.unit,
-            table: register.table,
-            address: register.address,
-            count: register.width(),
-        };
-        let result = match bus.write(command.write.clone()).await {
-            Ok(()) => bus.read_now(read_back).await.and_then(|data| {
-                register
-                    .codec
-                    .decode(&data.words())
-                    .ok_or_else(|| BusError::BadFrame("short read-back".to_owned()))
-            }),
-            Err(e) => Err(e),
-        };
-        let _ = outcomes.send(Outcome {
-            command,
-            topic,
-            payload,
-            result: result.map_err(CommandError::from),
-        });
-    }
-    commands.close();
-    while let Ok((command, topic, payload)) = commands.try_recv() {
-        let _ = outcomes.send(Outcome {
-            command,
-            topic,
-            payload,
-            result: Err(CommandError::Withdrawn),
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn commands_still_waiting_when_the_executor_stops_are_withdrawn_not_lost() {
-        let config = Arc::new(
-            crate::config::parse(crate::config::EXAMPLE, std::path::Path::new("t")).unwrap(),
-        );
-        // No bus task runs: a command that reached the bus would never finish.
-        let (bus, _not_running) = crate::bus::bus(&config);
-        let (commands_tx, commands) = mpsc::channel(4);
-        let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
-        for value in [b"1", b"2"] {
-            let pwm = command::parse(&config, Some((0, 2)), "pwm/set", value).unwrap();
-            commands_tx
-                .try_send((pwm, "pwm/set".to_owned(), command::quote(value)))
-                .unwrap();
-        }
-        let stop = CancellationToken::new();
-        stop.cancel();
-        execute_commands(config, bus, commands, outcomes_tx, stop).await;
-        for _ in 0..2 {
-            let outcome = outcomes.try_recv().unwrap();
-            assert_eq!(outcome.result, Err(CommandError::Withdrawn));
-        }
-        assert!(commands_tx.is_closed());
-    }
 
     #[test]
     fn deadband_decides_what_is_a_change() {

@@ -1,0 +1,310 @@
+//! Requests from MQTT waiting for the bus, and the task that carries them out.
+//!
+//! Per register at most one write waits, and per register or device at most one read: a
+//! newer request takes the place of the one waiting and keeps its turn. A slider dragged
+//! in Home Assistant sends dozens of values and the device needs the last one, so the last
+//! command sent is always the one written, and what waits is bounded by the register map,
+//! not by how fast commands come.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_modbus::ExceptionCode;
+use tokio_util::sync::CancellationToken;
+
+use super::command::Command;
+use crate::bus::{BusError, BusHandle};
+use crate::codec::Value;
+use crate::config::Config;
+use crate::plan::{self, PollRequest};
+
+/// What a request asks of the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A write, then a read of what the device made of it.
+    Write(Command),
+    /// A read now, of one register or of the whole device (`/get`).
+    Read {
+        device: usize,
+        register: Option<usize>,
+    },
+}
+
+/// A request from MQTT: the action, and its topic and payload as quoted back in errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub action: Action,
+    pub topic: String,
+    pub payload: String,
+}
+
+impl Request {
+    pub fn device(&self) -> usize {
+        match &self.action {
+            Action::Write(command) => command.device,
+            Action::Read { device, .. } => *device,
+        }
+    }
+
+    fn key(&self) -> Key {
+        match &self.action {
+            Action::Write(command) => Key::Write(command.device, command.register),
+            Action::Read { device, register } => Key::Read(*device, *register),
+        }
+    }
+}
+
+/// What one waiting request stands for: a newer request with the same key replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Write(usize, usize),
+    Read(usize, Option<usize>),
+}
+
+/// What became of a request once the bus had it: the values read (published even when
+/// unchanged), and why it fell short, if it did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub request: Request,
+    pub values: Vec<(usize, Value)>,
+    pub error: Option<CommandError>,
+}
+
+/// Why an accepted request came to nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// A reload stopped the executor before the request's turn: its register may be gone.
+    #[error("not written: the config was reloaded before its turn; send it again")]
+    Withdrawn,
+}
+
+/// What [`Queue::push`] did with a request.
+#[derive(Debug, PartialEq)]
+pub enum Queued {
+    /// It waits for its turn.
+    Waiting,
+    /// It took the place of this older one, which will not be carried out.
+    Replaced(Request),
+    /// The executor has stopped (a reload): the request is handed back.
+    Closed(Request),
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    order: VecDeque<Key>,
+    requests: HashMap<Key, Request>,
+    closed: bool,
+}
+
+/// The requests waiting for the executor, one per key.
+#[derive(Debug, Default)]
+pub struct Queue {
+    waiting: Mutex<Waiting>,
+    ready: Notify,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        // Nothing under the lock can panic half-way; the data stays whole.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn push(&self, request: Request) -> Queued {
+        let mut waiting = self.lock();
+        if waiting.closed {
+            return Queued::Closed(request);
+        }
+        let key = request.key();
+        match waiting.requests.insert(key, request) {
+            Some(older) => Queued::Replaced(older),
+            None => {
+                waiting.order.push_back(key);
+                drop(waiting);
+                self.ready.notify_one();
+                Queued::Waiting
+            }
+        }
+    }
+
+    /// The request whose turn it is, once there is one.
+    async fn next(&self) -> Request {
+        loop {
+            {
+                let mut waiting = self.lock();
+                while let Some(key) = waiting.order.pop_front() {
+                    if let Some(request) = waiting.requests.remove(&key) {
+                        return request;
+                    }
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// Takes no more requests and hands back those still waiting.
+    fn close(&self) -> Vec<Request> {
+        let mut waiting = self.lock();
+        waiting.closed = true;
+        let order = std::mem::take(&mut waiting.order);
+        order
+            .into_iter()
+            .filter_map(|key| waiting.requests.remove(&key))
+            .collect()
+    }
+}
+
+/// Carries out requests one at a time, in their turn. When `stop` fires, those still
+/// waiting come back as [`CommandError::Withdrawn`] rather than vanish.
+pub async fn execute(
+    config: Arc<Config>,
+    bus: BusHandle,
+    queue: Arc<Queue>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+    stop: CancellationToken,
+) {
+    loop {
+        let request = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            request = queue.next() => request,
+        };
+        let (values, error) = match &request.action {
+            Action::Write(command) => write(&config, &bus, command).await,
+            Action::Read { device, register } => read(&config, &bus, *device, *register).await,
+        };
+        let _ = outcomes.send(Outcome {
+            request,
+            values,
+            error: error.map(CommandError::from),
+        });
+    }
+    for request in queue.close() {
+        let _ = outcomes.send(Outcome {
+            request,
+            values: Vec::new(),
+            error: Some(CommandError::Withdrawn),
+        });
+    }
+}
+
+type Read = (Vec<(usize, Value)>, Option<BusError>);
+
+/// The write and the read-back, so that what is published is the device's value, not the
+/// request's.
+async fn write(config: &Config, bus: &BusHandle, command: &Command) -> Read {
+    let device = &config.devices[command.device];
+    let read_back = PollRequest::single(command.device, device, command.register);
+    match bus
+        .write_and_read(command.write.clone(), read_back.read)
+        .await
+    {
+        Ok(data) => {
+            let values = read_back.values(device, &data.words());
+            let error = values
+                .is_empty()
+                .then(|| BusError::BadFrame("the read-back holds no value".to_owned()));
+            (values, error)
+        }
+        Err(error) => (Vec::new(), Some(error)),
+    }
+}
+
+/// A read now, ahead of polls: one register, or the reads of one cycle of the device (in
+/// parts where it refuses to be read across gaps). What was read is kept even when a
+/// later read fails.
+async fn read(config: &Config, bus: &BusHandle, device: usize, register: Option<usize>) -> Read {
+    let spec = &config.devices[device];
+    let mut reads: VecDeque<PollRequest> = match register {
+        Some(r) => [PollRequest::single(device, spec, r)].into(),
+        None => plan::plan_device(device, spec).into(),
+    };
+    let mut values = Vec::new();
+    let mut failure = None;
+    while let Some(request) = reads.pop_front() {
+        match bus.read_now(request.read).await {
+            Ok(data) => values.extend(request.values(spec, &data.words())),
+            Err(BusError::Exception(ExceptionCode::IllegalDataAddress))
+                if request.split(spec).len() > 1 =>
+            {
+                reads.extend(request.split(spec));
+            }
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    (values, failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::command;
+
+    fn example() -> Arc<Config> {
+        Arc::new(crate::config::parse(crate::config::EXAMPLE, std::path::Path::new("t")).unwrap())
+    }
+
+    fn pwm(config: &Config, value: &str) -> Request {
+        Request {
+            action: Action::Write(
+                command::parse(config, Some((0, 2)), "pwm/set", value.as_bytes()).unwrap(),
+            ),
+            topic: "pwm/set".to_owned(),
+            payload: value.to_owned(),
+        }
+    }
+
+    fn get(register: Option<usize>) -> Request {
+        Request {
+            action: Action::Read {
+                device: 0,
+                register,
+            },
+            topic: "get".to_owned(),
+            payload: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newer_request_replaces_the_waiting_one_and_keeps_its_turn() {
+        let config = example();
+        let queue = Queue::default();
+        assert_eq!(queue.push(pwm(&config, "1")), Queued::Waiting);
+        assert_eq!(queue.push(get(None)), Queued::Waiting);
+        for value in 2..=1000 {
+            let replaced = queue.push(pwm(&config, &value.to_string()));
+            assert_eq!(
+                replaced,
+                Queued::Replaced(pwm(&config, &(value - 1).to_string()))
+            );
+        }
+        assert_eq!(queue.push(get(Some(0))), Queued::Waiting);
+        assert_eq!(queue.next().await, pwm(&config, "1000"));
+        assert_eq!(queue.next().await, get(None));
+        assert_eq!(queue.next().await, get(Some(0)));
+        assert_eq!(queue.lock().requests.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn requests_still_waiting_when_the_executor_stops_are_withdrawn_not_lost() {
+        let config = example();
+        // No bus task runs: a request that reached the bus would never finish.
+        let (bus, _not_running) = crate::bus::bus(&config);
+        let queue = Arc::new(Queue::default());
+        queue.push(pwm(&config, "1"));
+        queue.push(get(None));
+        let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        execute(config.clone(), bus, queue.clone(), outcomes_tx, stop).await;
+        for _ in 0..2 {
+            let outcome = outcomes.try_recv().unwrap();
+            assert_eq!(outcome.error, Some(CommandError::Withdrawn));
+        }
+        assert!(matches!(queue.push(pwm(&config, "2")), Queued::Closed(_)));
+    }
+}
