@@ -232,6 +232,7 @@ impl Polling {
         let (events_tx, events) = mpsc::unbounded_channel();
         let scheduler = Scheduler::new(config, bus.clone(), events_tx);
         let intervals = scheduler.intervals();
+        let availability = scheduler.availability();
         let requests = Arc::new(Queue::default());
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
         let stop = shutdown.child_token();
@@ -245,6 +246,7 @@ impl Polling {
                         Arc::clone(config),
                         bus.clone(),
                         Arc::clone(&requests),
+                        availability,
                         outcomes_tx,
                         stop.clone(),
                     )),

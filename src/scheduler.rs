@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_modbus::ExceptionCode;
 use tokio_util::sync::CancellationToken;
@@ -117,6 +117,8 @@ pub struct Scheduler {
     /// New intervals for the reads that follow their device's (`poll/set`).
     intervals: mpsc::UnboundedReceiver<(usize, Duration)>,
     intervals_tx: mpsc::UnboundedSender<(usize, Duration)>,
+    /// Which devices answer (`None`: not known yet), for whoever must wait for one.
+    online: watch::Sender<Vec<Option<bool>>>,
     stats: Arc<SchedulerStats>,
 }
 
@@ -147,8 +149,14 @@ impl Scheduler {
             events,
             intervals,
             intervals_tx,
+            online: watch::Sender::new(vec![None; config.devices.len()]),
             stats: Arc::default(),
         }
+    }
+
+    /// Which devices answer, as it changes.
+    pub fn availability(&self) -> watch::Receiver<Vec<Option<bool>>> {
+        self.online.subscribe()
     }
 
     /// Where to send a device's new poll interval (device index, interval).
@@ -326,7 +334,7 @@ impl Scheduler {
             }
         }
         if health.online != Some(true) {
-            health.online = Some(true);
+            self.set_online(device, true);
             self.emit(Event::Availability {
                 device,
                 online: true,
@@ -351,10 +359,10 @@ impl Scheduler {
         }
         let went_offline = health.failures >= self.offline_after && health.online != Some(false);
         if went_offline {
-            health.online = Some(false);
+            self.set_online(device, false);
         }
         let silent = !matches!(error, BusError::PortDown(_) | BusError::Stopped);
-        if health.online == Some(false) && silent {
+        if self.health[device].online == Some(false) && silent {
             self.probe_later(index);
         }
         // The port says for itself that it is gone; its devices need not each say it.
@@ -369,6 +377,11 @@ impl Scheduler {
                 online: false,
             });
         }
+    }
+
+    fn set_online(&mut self, device: usize, online: bool) {
+        self.health[device].online = Some(online);
+        self.online.send_modify(|all| all[device] = Some(online));
     }
 
     /// Parks the reads of an offline device but one, which probes it after a pause that

@@ -78,6 +78,16 @@ fn check_refuses_broken_configs_naming_key_and_line() {
             "poll_command_topic",
         ),
         ("name = \"test\"", "name = \"get\"", "name"),
+        (
+            "offline_after = 3",
+            "offline_after = 3\ncommand_timeout = \"soon\"",
+            "command_timeout",
+        ),
+        (
+            "offline_after = 3",
+            "offline_after = 3\ncommand_timeout = \"2h\"",
+            "command_timeout",
+        ),
         ("name = \"climate\"", "name = \"bridge\"", "name"),
     ];
     for (from, to, key) in cases {

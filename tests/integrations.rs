@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use rtu2mqtt::config::Table;
-use rtu2mqtt::sim::Seen;
+use rtu2mqtt::sim::{Fault, Seen};
 
 use crate::util::{Broker, GatewayProcess, SimBus, Watcher, config_on, example_text};
 
@@ -369,4 +369,89 @@ async fn the_iobroker_and_gladys_configs_work_on_their_topics() {
         gateway.log()
     );
     assert_eq!(pwm_writes(&sim.sim.seen()), [1023]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_to_an_offline_device_wait_for_it_up_to_command_timeout() {
+    let broker = Broker::start();
+    let text = format!(
+        "{}\n[[device]]\nname = \"meter\"\nunit = 11\npoll = \"200ms\"\n\
+         [[device.register]]\nname = \"power\"\naddress = 0\n",
+        example_on(&broker).replace(
+            "offline_after = 3",
+            "offline_after = 2\ncommand_timeout = \"5s\""
+        )
+    );
+    let (sim, gateway, watcher) = start(&broker, &text).await;
+    const AVAILABILITY: &str = "rtu2mqtt/climate/availability";
+    let offline = async |count: usize| {
+        assert!(
+            watcher
+                .wait_for(|ms| {
+                    ms.iter()
+                        .filter(|m| m.topic == AVAILABILITY && m.payload == "offline")
+                        .count()
+                        >= count
+                })
+                .await,
+            "{}",
+            gateway.log()
+        );
+    };
+
+    // A blip: three commands while the device is away, applied when it is back.
+    sim.sim.set_fault(10, Some(Fault::Silent));
+    offline(1).await;
+    let sent = Instant::now();
+    for value in ["100", "200", "300"] {
+        watcher.publish("rtu2mqtt/climate/pwm/set", value).await;
+    }
+    let before = sim.sim.seen().len();
+    // Back at once, but the gateway learns it only from its next probe.
+    sim.sim.set_fault(10, None);
+    assert!(
+        published_after_command(&watcher, "rtu2mqtt/climate/pwm", "300").await,
+        "{}",
+        gateway.log()
+    );
+    eprintln!("written {:?} after it was sent", sent.elapsed());
+    let seen = sim.sim.seen();
+    assert_eq!(pwm_writes(&seen), [300]);
+    // Nothing but the device's probes went to it while it was away, and once it answered
+    // the command went first.
+    let to_climate: Vec<u8> = seen[before..]
+        .iter()
+        .filter(|s| s.unit == 10)
+        .map(|s| s.function)
+        .collect();
+    let write = to_climate.iter().position(|f| *f == 6).unwrap();
+    assert!(write <= 2, "{to_climate:?}");
+
+    // Away for longer than command_timeout: refused, and never written later.
+    sim.sim.set_fault(10, Some(Fault::Silent));
+    offline(2).await;
+    watcher.publish("rtu2mqtt/climate/pwm/set", "555").await;
+    assert!(
+        watcher
+            .wait_for(|ms| ms.iter().any(|m| m.topic == ERRORS
+                && m.payload.contains("555")
+                && m.payload.contains("command_timeout")))
+            .await,
+        "{:?}\n{}",
+        watcher.payloads(ERRORS),
+        gateway.log()
+    );
+    sim.sim.set_fault(10, None);
+    assert!(
+        watcher
+            .wait_for(|ms| ms
+                .iter()
+                .filter(|m| m.topic == AVAILABILITY && m.payload == "online")
+                .count()
+                >= 3)
+            .await
+    );
+    time_publishes(&watcher, TEMPERATURE, 5).await;
+    assert_eq!(pwm_writes(&sim.sim.seen()), [300]);
+    assert_eq!(sim.sim.holding(10, 2), Some(300));
 }

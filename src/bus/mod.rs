@@ -262,9 +262,13 @@ fn timings(config: &Config) -> HashMap<UnitId, Timing> {
 }
 
 /// Whether the bus task of `old` cannot serve `new`: the line or a device's timing on it
-/// changed.
+/// changed. (How long commands wait for an offline device is not the bus task's.)
 pub fn line_changed(old: &Config, new: &Config) -> bool {
-    old.bus != new.bus || timings(old) != timings(new)
+    let old_bus = Bus {
+        command_timeout: new.bus.command_timeout,
+        ..old.bus.clone()
+    };
+    old_bus != new.bus || timings(old) != timings(new)
 }
 
 /// Creates the bus for `config`'s line and devices.

@@ -24,6 +24,7 @@ async fn open(args: &LineArgs) -> anyhow::Result<(Connection, Timing)> {
         retries: 0,
         offline_after: 1,
         offline_poll: Duration::ZERO,
+        command_timeout: Duration::ZERO,
         echo: args.echo,
     };
     let link = Connection::open(&bus, std::sync::Arc::default())

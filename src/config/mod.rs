@@ -146,6 +146,9 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_RETRIES: u32 = 3;
 const MAX_FRAME_GAP: Duration = Duration::from_secs(1);
 const MAX_OFFLINE_POLL: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A command that waited longer than this for its device would surprise whoever sent it.
+const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Validator<'_> {
     fn problem(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
@@ -500,6 +503,13 @@ impl Validator<'_> {
                 );
                 let span = raw.offline_poll.as_ref().map(Spanned::span);
                 self.at_most(pause, MAX_OFFLINE_POLL, "offline_poll", span)
+            },
+            command_timeout: {
+                let wait = self
+                    .duration(raw.command_timeout.as_ref(), "command_timeout")
+                    .unwrap_or(DEFAULT_COMMAND_TIMEOUT);
+                let span = raw.command_timeout.as_ref().map(Spanned::span);
+                self.at_most(wait, MAX_COMMAND_TIMEOUT, "command_timeout", span)
             },
             echo,
         }

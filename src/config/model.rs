@@ -130,6 +130,8 @@ pub struct Bus {
     pub offline_after: u32,
     /// Longest pause between probes of an offline device.
     pub offline_poll: Duration,
+    /// How long a command to an offline device waits for it to answer again.
+    pub command_timeout: Duration,
     pub echo: Echo,
 }
 

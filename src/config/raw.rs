@@ -58,6 +58,7 @@ pub struct RawBus {
     pub frame_gap: Option<Spanned<String>>,
     pub offline_after: Option<Spanned<u32>>,
     pub offline_poll: Option<Spanned<String>>,
+    pub command_timeout: Option<Spanned<String>>,
     pub echo: Option<Spanned<RawEcho>>,
 }
 

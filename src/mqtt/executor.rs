@@ -5,11 +5,17 @@
 //! in Home Assistant sends dozens of values and the device needs the last one, so the last
 //! command sent is always the one written, and what waits is bounded by the register map,
 //! not by how fast commands come.
+//!
+//! A request to a device that is offline waits for it, without costing line time, up to
+//! `[bus] command_timeout`: a relay switched during a two-second blip is switched when the
+//! device is back, first thing. After that it is refused.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
 use tokio_modbus::ExceptionCode;
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +85,9 @@ pub enum CommandError {
     /// A reload stopped the executor before the request's turn: its register may be gone.
     #[error("not written: the config was reloaded before its turn; send it again")]
     Withdrawn,
+    /// Its device stayed offline for all of `command_timeout`.
+    #[error("not done: the device did not answer again within {} (command_timeout)", humantime::format_duration(*.0))]
+    Offline(Duration),
 }
 
 /// What [`Queue::push`] did with a request.
@@ -95,8 +104,20 @@ pub enum Queued {
 #[derive(Debug, Default)]
 struct Waiting {
     order: VecDeque<Key>,
-    requests: HashMap<Key, Request>,
+    /// Each request and when it came.
+    requests: HashMap<Key, (Request, Instant)>,
     closed: bool,
+}
+
+/// What [`Queue::take`] found.
+#[derive(Debug, Default)]
+struct Taken {
+    /// The first request whose device is not offline.
+    ready: Option<Request>,
+    /// Requests whose device was offline for too long.
+    expired: Vec<Request>,
+    /// When the next request still waiting for an offline device expires.
+    next_expiry: Option<Instant>,
 }
 
 /// The requests waiting for the executor, one per key.
@@ -118,8 +139,8 @@ impl Queue {
             return Queued::Closed(request);
         }
         let key = request.key();
-        match waiting.requests.insert(key, request) {
-            Some(older) => Queued::Replaced(older),
+        match waiting.requests.insert(key, (request, Instant::now())) {
+            Some((older, _)) => Queued::Replaced(older),
             None => {
                 waiting.order.push_back(key);
                 drop(waiting);
@@ -129,19 +150,35 @@ impl Queue {
         }
     }
 
-    /// The request whose turn it is, once there is one.
-    async fn next(&self) -> Request {
-        loop {
-            {
-                let mut waiting = self.lock();
-                while let Some(key) = waiting.order.pop_front() {
-                    if let Some(request) = waiting.requests.remove(&key) {
-                        return request;
-                    }
-                }
+    /// The first request whose device is not offline, the requests that waited for an
+    /// offline device longer than `patience`, and when the next of those runs out.
+    fn take(&self, offline: impl Fn(usize) -> bool, patience: Duration) -> Taken {
+        let now = Instant::now();
+        let mut waiting = self.lock();
+        let Waiting {
+            order, requests, ..
+        } = &mut *waiting;
+        let mut taken = Taken::default();
+        order.retain(|key| {
+            if taken.ready.is_some() {
+                return true;
             }
-            self.ready.notified().await;
-        }
+            let Some((request, since)) = requests.get(key) else {
+                return false;
+            };
+            if offline(request.device()) {
+                let expiry = *since + patience;
+                if expiry > now {
+                    taken.next_expiry = Some(taken.next_expiry.map_or(expiry, |e| e.min(expiry)));
+                    return true;
+                }
+                taken.expired.extend(requests.remove(key).map(|(r, _)| r));
+            } else {
+                taken.ready = requests.remove(key).map(|(r, _)| r);
+            }
+            false
+        });
+        taken
     }
 
     /// Takes no more requests and hands back those still waiting.
@@ -151,30 +188,52 @@ impl Queue {
         let order = std::mem::take(&mut waiting.order);
         order
             .into_iter()
-            .filter_map(|key| waiting.requests.remove(&key))
+            .filter_map(|key| waiting.requests.remove(&key).map(|(r, _)| r))
             .collect()
     }
 }
 
-/// Carries out requests one at a time, in their turn. When `stop` fires, those still
-/// waiting come back as [`CommandError::Withdrawn`] rather than vanish.
+/// Carries out requests one at a time, in their turn, holding those of offline devices
+/// (`online` as the scheduler sees it). When `stop` fires, those still waiting come back
+/// as [`CommandError::Withdrawn`] rather than vanish.
 pub async fn execute(
     config: Arc<Config>,
     bus: BusHandle,
     queue: Arc<Queue>,
+    mut online: watch::Receiver<Vec<Option<bool>>>,
     outcomes: mpsc::UnboundedSender<Outcome>,
     stop: CancellationToken,
 ) {
+    let fail = |request, error| {
+        let _ = outcomes.send(Outcome {
+            request,
+            values: Vec::new(),
+            error: Some(error),
+        });
+    };
+    let patience = config.bus.command_timeout;
     loop {
-        let request = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            request = queue.next() => request,
+        let taken = {
+            let online = online.borrow_and_update();
+            let offline = |device: usize| online.get(device) == Some(&Some(false));
+            queue.take(offline, patience)
         };
-        let (values, error) = match &request.action {
-            Action::Write(command) => write(&config, &bus, command).await,
-            Action::Read { device, register } => read(&config, &bus, *device, *register).await,
+        for request in taken.expired {
+            fail(request, CommandError::Offline(patience));
+        }
+        let Some(request) = taken.ready else {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                () = queue.ready.notified() => {}
+                // Gone only when the scheduler has stopped, as this task is about to.
+                changed = online.changed() => if changed.is_err() { break },
+                () = crate::clock::sleep_until(taken.next_expiry) => {}
+            }
+            continue;
         };
+        // Once on the bus it is carried out whole: a write half done is no withdrawal.
+        let (values, error) = carry_out(&config, &bus, &request.action).await;
         let _ = outcomes.send(Outcome {
             request,
             values,
@@ -182,11 +241,14 @@ pub async fn execute(
         });
     }
     for request in queue.close() {
-        let _ = outcomes.send(Outcome {
-            request,
-            values: Vec::new(),
-            error: Some(CommandError::Withdrawn),
-        });
+        fail(request, CommandError::Withdrawn);
+    }
+}
+
+async fn carry_out(config: &Config, bus: &BusHandle, action: &Action) -> Read {
+    match action {
+        Action::Write(command) => write(config, bus, command).await,
+        Action::Read { device, register } => read(config, bus, *device, *register).await,
     }
 }
 
@@ -283,10 +345,43 @@ mod tests {
             );
         }
         assert_eq!(queue.push(get(Some(0))), Queued::Waiting);
-        assert_eq!(queue.next().await, pwm(&config, "1000"));
-        assert_eq!(queue.next().await, get(None));
-        assert_eq!(queue.next().await, get(Some(0)));
+        let next = || queue.take(|_| false, Duration::ZERO).ready;
+        assert_eq!(next(), Some(pwm(&config, "1000")));
+        assert_eq!(next(), Some(get(None)));
+        assert_eq!(next(), Some(get(Some(0))));
+        assert_eq!(next(), None);
         assert_eq!(queue.lock().requests.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_wait_for_an_offline_device_until_their_time_runs_out() {
+        let config = example();
+        let queue = Queue::default();
+        let patience = Duration::from_secs(10);
+        queue.push(pwm(&config, "1"));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        queue.push(get(None));
+        let held = queue.take(|_| true, patience);
+        assert_eq!((held.ready, held.expired.len()), (None, 0));
+        assert_eq!(
+            held.next_expiry,
+            Some(Instant::now() + Duration::from_secs(6))
+        );
+        // A newer command waits from when it came.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        queue.push(pwm(&config, "2"));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let expired = queue.take(|_| true, patience);
+        assert_eq!(expired.expired, [get(None)]);
+        assert_eq!(
+            expired.next_expiry,
+            Some(Instant::now() + Duration::from_secs(4))
+        );
+        // Back online: written first thing.
+        assert_eq!(
+            queue.take(|_| false, patience).ready,
+            Some(pwm(&config, "2"))
+        );
     }
 
     #[tokio::test]
@@ -300,7 +395,17 @@ mod tests {
         let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
         stop.cancel();
-        execute(config.clone(), bus, queue.clone(), outcomes_tx, stop).await;
+        // Offline: nothing is taken from the queue before the stop is seen.
+        let (_online_tx, online) = watch::channel(vec![Some(false)]);
+        execute(
+            config.clone(),
+            bus,
+            queue.clone(),
+            online,
+            outcomes_tx,
+            stop,
+        )
+        .await;
         for _ in 0..2 {
             let outcome = outcomes.try_recv().unwrap();
             assert_eq!(outcome.error, Some(CommandError::Withdrawn));
