@@ -111,32 +111,61 @@ impl PollRequest {
             .collect()
     }
 
-    /// The gap-free reads this one merged, for a slave that refuses to be read through a
-    /// gap (exception 2). A request without gaps returns itself.
-    pub fn split(&self, device: &Device) -> Vec<PollRequest> {
-        let mut parts: Vec<PollRequest> = Vec::new();
+    /// Smaller reads of its registers, for a device that refuses this one (exception 2):
+    /// the gap-free reads it merged if it reads through gaps (some devices refuse that),
+    /// else its two halves (one configured register may be missing on the device). Empty
+    /// when it cannot be narrowed: it reads one register (or bits of one word) alone.
+    pub fn narrow(&self, device: &Device) -> Vec<PollRequest> {
+        // Registers in address order, as runs of those that touch or overlap.
+        let mut runs: Vec<Vec<usize>> = Vec::new();
+        let mut run_end = 0;
         for &index in &self.registers {
             let register = &device.registers[index];
-            match parts.last_mut() {
-                Some(last) if u32::from(register.address) <= last.read.end() => {
-                    let end = last.read.end().max(register.end());
-                    // end - address fits: it is within the original request.
-                    last.read.count = (end - u32::from(last.read.address)) as u16;
-                    last.registers.push(index);
-                }
-                _ => parts.push(PollRequest {
-                    device: self.device,
-                    read: ReadRequest {
-                        address: register.address,
-                        count: register.width(),
-                        ..self.read
-                    },
-                    registers: vec![index],
-                    ..*self
-                }),
+            match runs.last_mut() {
+                Some(run) if u32::from(register.address) <= run_end => run.push(index),
+                _ => runs.push(vec![index]),
             }
+            run_end = run_end.max(register.end());
         }
-        parts
+        if runs.len() > 1 {
+            return runs.iter().map(|run| self.covering(device, run)).collect();
+        }
+        // The first address in the second half that is not also in the first.
+        let addresses: Vec<u16> = self
+            .registers
+            .iter()
+            .map(|&r| device.registers[r].address)
+            .collect();
+        let middle = (addresses.len() / 2).max(1);
+        let Some(cut) = (middle..addresses.len())
+            .chain((1..middle).rev())
+            .find(|&at| addresses[at] != addresses[at - 1])
+        else {
+            return Vec::new();
+        };
+        let (first, second) = self.registers.split_at(cut);
+        vec![self.covering(device, first), self.covering(device, second)]
+    }
+
+    /// A read of `registers` alone (in address order), from the first one's address to
+    /// the last end among them.
+    fn covering(&self, device: &Device, registers: &[usize]) -> PollRequest {
+        let first = u32::from(device.registers[registers[0]].address);
+        let end = registers
+            .iter()
+            .map(|&r| device.registers[r].end())
+            .max()
+            .unwrap_or(first);
+        PollRequest {
+            read: ReadRequest {
+                // Within the original read, so the span fits.
+                address: first as u16,
+                count: (end - first) as u16,
+                ..self.read
+            },
+            registers: registers.to_vec(),
+            ..*self
+        }
     }
 }
 
@@ -474,15 +503,68 @@ mod tests {
     }
 
     #[test]
-    fn split_returns_the_merged_reads() {
+    fn narrowing_gives_the_merged_reads_then_halves_down_to_one_register() {
         let d = device(holding(&[0, 1, 5, 6, 9]), 125, 16);
         let plan = plan_device(0, &d);
         assert_eq!(plan.len(), 1);
-        let parts: Vec<_> = plan[0]
-            .split(&d)
-            .iter()
-            .map(|p| (p.read.address, p.read.count, p.registers.len()))
-            .collect();
-        assert_eq!(parts, [(0, 2, 2), (5, 2, 2), (9, 1, 1)]);
+        let shape = |parts: Vec<PollRequest>| -> Vec<(u16, u16, usize)> {
+            parts
+                .iter()
+                .map(|p| (p.read.address, p.read.count, p.registers.len()))
+                .collect()
+        };
+        assert_eq!(shape(plan[0].narrow(&d)), [(0, 2, 2), (5, 2, 2), (9, 1, 1)]);
+
+        let d = device(holding(&[0, 1, 2, 3, 4]), 125, 16);
+        let plan = plan_device(0, &d);
+        assert_eq!(shape(plan.clone()), [(0, 5, 5)]);
+        let halves = plan[0].narrow(&d);
+        assert_eq!(shape(halves.clone()), [(0, 2, 2), (2, 3, 3)]);
+        assert_eq!(shape(halves[1].narrow(&d)), [(2, 1, 1), (3, 2, 2)]);
+        assert_eq!(shape(halves[1].narrow(&d)[0].narrow(&d)), []);
+    }
+
+    proptest::proptest! {
+        /// However the device refuses, narrowing ends, in reads that each cover their
+        /// registers and cannot be narrowed further, every register in exactly one.
+        #[test]
+        fn prop_narrowing_ends_in_reads_of_one_address(
+            layout in proptest::collection::vec((0u16..60, proptest::bool::ANY), 1..24),
+        ) {
+            let registers = layout
+                .iter()
+                .map(|&(address, wide)| {
+                    register(address, if wide { ValueType::U32 } else { ValueType::U16 }, Table::Holding)
+                })
+                .collect();
+            let d = device(registers, 125, 16);
+            let mut leaves = Vec::new();
+            let mut reads = plan_device(0, &d);
+            let mut steps = 0;
+            while let Some(read) = reads.pop() {
+                steps += 1;
+                proptest::prop_assert!(steps < 10_000);
+                for &r in &read.registers {
+                    let register = &d.registers[r];
+                    proptest::prop_assert!(register.address >= read.read.address);
+                    proptest::prop_assert!(register.end() <= read.read.end());
+                }
+                let parts = read.narrow(&d);
+                if parts.is_empty() {
+                    leaves.push(read);
+                } else {
+                    proptest::prop_assert!(parts.iter().all(|p| p.registers.len() < read.registers.len()
+                        || p.read.count < read.read.count));
+                    reads.extend(parts);
+                }
+            }
+            let mut covered: Vec<usize> = leaves.iter().flat_map(|l| l.registers.clone()).collect();
+            covered.sort_unstable();
+            proptest::prop_assert_eq!(covered, (0..layout.len()).collect::<Vec<_>>());
+            for leaf in &leaves {
+                let first = d.registers[leaf.registers[0]].address;
+                proptest::prop_assert!(leaf.registers.iter().all(|&r| d.registers[r].address == first));
+            }
+        }
     }
 }

@@ -44,6 +44,12 @@ pub enum Event {
         registers: Vec<usize>,
         error: BusError,
     },
+    /// The device refuses to read these registers even alone (exception 2): they are set
+    /// aside, tried again every [`SET_ASIDE_RETRY`], and their neighbours go on.
+    SetAside {
+        device: usize,
+        registers: Vec<usize>,
+    },
     /// The device started or stopped answering.
     Availability { device: usize, online: bool },
     /// The port failed or cannot be opened (said once until it works again).
@@ -66,6 +72,8 @@ struct Slot {
     refused: bool,
     /// In flight as a probe of its offline device.
     probing: bool,
+    /// Refused by the device even alone; tried again every [`SET_ASIDE_RETRY`].
+    set_aside: bool,
 }
 
 impl Slot {
@@ -77,6 +85,7 @@ impl Slot {
             parked: false,
             refused: false,
             probing: false,
+            set_aside: false,
         }
     }
 }
@@ -99,6 +108,10 @@ struct Health {
     /// While offline and silent: the pause before the next probe.
     probe_backoff: Option<Duration>,
 }
+
+/// How often a register the device refuses is tried again: devices gain registers with a
+/// firmware update or a setting, rarely within minutes.
+pub const SET_ASIDE_RETRY: Duration = Duration::from_secs(600);
 
 /// The first probe of a device that went silent comes this long after it went offline
 /// (or after `offline_poll`, if shorter); the pause doubles up to `offline_poll`.
@@ -244,12 +257,16 @@ impl Scheduler {
         let request = &self.slots[index].request;
         let device_index = request.device;
         let device = &self.devices[device_index];
-        // The reads a merged read was made of, when the device refuses to read across gaps.
-        let parts = match &result {
-            Err(BusError::Exception(ExceptionCode::IllegalDataAddress)) => {
-                Some(request.split(device)).filter(|parts| parts.len() > 1)
-            }
-            _ => None,
+        // A device may refuse a read through a gap, or of a register it lacks: narrowed
+        // until what it refuses stands alone.
+        let lacking = matches!(
+            result,
+            Err(BusError::Exception(ExceptionCode::IllegalDataAddress))
+        );
+        let parts = if lacking {
+            request.narrow(device)
+        } else {
+            Vec::new()
         };
         match result {
             Ok(data) => {
@@ -258,22 +275,51 @@ impl Scheduler {
                     device: device_index,
                     values,
                 });
-                self.slots[index].refused = false;
+                let address = request.read.address;
+                let slot = &mut self.slots[index];
+                slot.refused = false;
+                if std::mem::take(&mut slot.set_aside) {
+                    tracing::info!(device = %device.name, address, "a register set aside reads again");
+                }
                 self.answered(device_index);
             }
-            Err(_) if parts.is_some() => {
-                let mut parts = parts.into_iter().flatten();
+            Err(_) if !parts.is_empty() => {
                 tracing::info!(
                     device = %device.name,
                     address = request.read.address,
                     count = request.read.count,
-                    "device refuses reads across gaps (exception 2): reading the parts separately from now on"
+                    parts = parts.len(),
+                    "device refuses this read (exception 2): reading its registers in smaller parts from now on"
                 );
                 let now = Instant::now();
+                let mut parts = parts.into_iter();
                 if let Some(first) = parts.next() {
                     self.slots[index] = Slot::new(first, now);
                 }
                 self.slots.extend(parts.map(|part| Slot::new(part, now)));
+                self.answered(device_index);
+            }
+            Err(_) if lacking => {
+                if !self.slots[index].set_aside {
+                    let names: Vec<&str> = request
+                        .registers
+                        .iter()
+                        .map(|r| device.registers[*r].name.as_str())
+                        .collect();
+                    tracing::warn!(
+                        device = %device.name,
+                        registers = %names.join(","),
+                        address = request.read.address,
+                        "the device refuses to read this register (exception 2): set aside, tried again every 10 minutes"
+                    );
+                    self.emit(Event::SetAside {
+                        device: device_index,
+                        registers: request.registers.clone(),
+                    });
+                }
+                let slot = &mut self.slots[index];
+                slot.set_aside = true;
+                slot.due = Instant::now() + SET_ASIDE_RETRY;
                 self.answered(device_index);
             }
             Err(error) if !error.is_transport() => {

@@ -1,7 +1,7 @@
 //! Bus statistics: what the bus task counts per unit and for the line, taken and reset once
 //! per reporting period for `{base}/bridge/stats`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -52,10 +52,20 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The JSON of `{base}/bridge/stats`: the line over the period, and each device.
-    pub fn report(&self, devices: &[Device], overruns: u64) -> serde_json::Value {
+    /// `set_aside`: the registers the devices refuse to read, as (device, register).
+    pub fn report(
+        &self,
+        devices: &[Device],
+        overruns: u64,
+        set_aside: &BTreeSet<(usize, usize)>,
+    ) -> serde_json::Value {
         let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
         let mut per_device = serde_json::Map::new();
-        for device in devices {
+        for (d, device) in devices.iter().enumerate() {
+            let refused: Vec<&str> = set_aside
+                .range((d, 0)..(d + 1, 0))
+                .map(|&(_, r)| device.registers[r].name.as_str())
+                .collect();
             let c = self
                 .units
                 .get(&device.unit.get())
@@ -78,6 +88,7 @@ impl Snapshot {
                         "max": (c.answered > 0).then(|| ms(c.response_max)),
                     },
                     "last_success": c.last_success.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                    "set_aside": refused,
                 }),
             );
         }

@@ -205,3 +205,80 @@ async fn port_that_disappears_and_returns_at_the_same_path_recovers() {
     );
     assert!(log.contains("failed_attempts="), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_register_the_device_lacks_is_set_aside_and_its_neighbours_published() {
+    let broker = Broker::start();
+    let registers: String = (0..5)
+        .map(|a| format!("[[device.register]]\nname = \"r{a}\"\naddress = {a}\n"))
+        .collect();
+    let text = format!(
+        "[mqtt]\nport = {}\nstats_interval = \"500ms\"\n{}",
+        broker.port,
+        crate::util::small_config("", "poll = \"200ms\"", &registers)
+    );
+    let config = config_on(&text, "/dev/null");
+    let sim = start_sim(&config);
+    // Register 2 is in the manual but not on this device.
+    sim.sim.remove_holding(1, 2);
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let gateway = GatewayProcess::start(&text.replace("/dev/ttyUSB0", &sim.path));
+    for r in ["r0", "r1", "r3", "r4"] {
+        let topic = format!("rtu2mqtt/a/{r}");
+        assert!(
+            watcher
+                .wait_for(|ms| ms.iter().any(|m| m.topic == topic))
+                .await,
+            "{topic}\n{}",
+            gateway.log()
+        );
+    }
+    // All four within one cycle of the first refusal.
+    let seen = sim.sim.seen();
+    let reads: Vec<(u16, u16)> = seen.iter().map(|s| (s.address, s.count)).collect();
+    eprintln!("reads until all four were published: {reads:?}");
+    assert!(reads.len() <= 6, "{reads:?}");
+    assert!(
+        watcher
+            .wait_for(|ms| ms
+                .iter()
+                .any(|m| m.topic == STATS && m.payload.contains("\"set_aside\":[\"r2\"]")))
+            .await,
+        "{}",
+        gateway.log()
+    );
+    let errors = watcher.payloads("rtu2mqtt/bridge/error");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("reading r2 of a") && errors[0].contains("set aside"),
+        "{errors:?}"
+    );
+    assert!(
+        !watcher
+            .payloads("rtu2mqtt/a/r2")
+            .iter()
+            .any(|p| !p.is_empty())
+    );
+    // The others go on, read around the missing one; r2 is not asked for again soon.
+    let before = sim.sim.seen().len();
+    assert!(
+        sim.sim
+            .wait_for_seen(std::time::Duration::from_secs(5), |seen| seen.len()
+                >= before + 10)
+            .await
+    );
+    let later = sim.sim.seen();
+    assert!(
+        later[before..]
+            .iter()
+            .all(|s| !(s.address..s.address + s.count).contains(&2)),
+        "{:?}",
+        &later[before..]
+    );
+    assert_eq!(watcher.payloads("rtu2mqtt/bridge/error").len(), 1);
+    assert!(
+        gateway
+            .log()
+            .contains("the device refuses to read this register (exception 2): set aside")
+    );
+}

@@ -289,9 +289,9 @@ async fn read(config: &Config, bus: &BusHandle, device: usize, register: Option<
         match bus.read_now(request.read).await {
             Ok(data) => values.extend(request.values(spec, &data.words())),
             Err(BusError::Exception(ExceptionCode::IllegalDataAddress))
-                if request.split(spec).len() > 1 =>
+                if !request.narrow(spec).is_empty() =>
             {
-                reads.extend(request.split(spec));
+                reads.extend(request.narrow(spec));
             }
             Err(error) => {
                 failure.get_or_insert(error);

@@ -13,7 +13,7 @@ pub mod connection;
 pub mod executor;
 pub mod topics;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -119,6 +119,8 @@ pub struct Bridge {
     availability: Vec<Option<bool>>,
     /// Poll intervals set at run time, per device; `None` keeps the configured one.
     intervals: Vec<Option<Duration>>,
+    /// Registers the devices refuse to read, as (device, register).
+    set_aside: BTreeSet<(usize, usize)>,
     /// Why the port is down, while it is: said again to a broker that was not there when
     /// it happened (at boot the adapter and the broker may both be late).
     port_error: Option<String>,
@@ -145,6 +147,7 @@ impl Bridge {
             value_qos: connection::qos(config.mqtt.value_qos),
             availability: vec![None; config.devices.len()],
             intervals: vec![None; config.devices.len()],
+            set_aside: BTreeSet::new(),
             port_error: None,
             registers,
             config,
@@ -334,6 +337,8 @@ impl Bridge {
         self.registers = registers;
         self.availability = availability;
         self.intervals = intervals;
+        // The new scheduler finds out again what the devices refuse.
+        self.set_aside.clear();
         self.monitors = monitors;
         self.clear_stale();
         self.status();
@@ -415,6 +420,11 @@ impl Bridge {
         match event {
             Event::Values { device, values } => {
                 self.port_error = None;
+                if !self.set_aside.is_empty() {
+                    for (register, _) in &values {
+                        self.set_aside.remove(&(device, *register));
+                    }
+                }
                 // The first value published goes to the client, the others of the read
                 // with it.
                 let mut batched = false;
@@ -426,14 +436,15 @@ impl Bridge {
                 device,
                 registers,
                 error,
-            } => {
-                let d = &self.config.devices[device];
-                let names: Vec<&str> = registers
-                    .iter()
-                    .map(|r| d.registers[*r].name.as_str())
-                    .collect();
-                let message = format!("reading {} of {}: {error}", names.join(", "), d.name);
-                self.report_error(&self.topics.device(&d.name), None, &message);
+            } => self.report_read(device, &registers, &error.to_string()),
+            Event::SetAside { device, registers } => {
+                self.report_read(
+                    device,
+                    &registers,
+                    "the device refuses it even alone (exception 2, illegal data address); set aside, tried again every 10 minutes",
+                );
+                self.set_aside
+                    .extend(registers.into_iter().map(|r| (device, r)));
             }
             Event::PortDown(error) => {
                 let error = error.to_string();
@@ -452,6 +463,17 @@ impl Bridge {
                 self.status();
             }
         }
+    }
+
+    /// Says on `bridge/error` that reading some registers of a device failed.
+    fn report_read(&self, device: usize, registers: &[usize], error: &str) {
+        let d = &self.config.devices[device];
+        let names: Vec<&str> = registers
+            .iter()
+            .map(|r| d.registers[*r].name.as_str())
+            .collect();
+        let message = format!("reading {} of {}: {error}", names.join(", "), d.name);
+        self.report_error(&self.topics.device(&d.name), None, &message);
     }
 
     fn report_port(&self, error: &str) {
@@ -529,11 +551,11 @@ impl Bridge {
 
     fn on_stats(&self) {
         let overruns = self.monitors.scheduler.overruns.swap(0, Ordering::Relaxed);
-        let report = self
-            .monitors
-            .bus
-            .take()
-            .report(&self.config.devices, overruns);
+        let report =
+            self.monitors
+                .bus
+                .take()
+                .report(&self.config.devices, overruns, &self.set_aside);
         self.publish(&self.topics.bridge_stats(), report.to_string(), false);
     }
 

@@ -194,6 +194,14 @@ impl Simulator {
             .set(table, address, word);
     }
 
+    /// Removes a holding register, as a device that lacks it: reads that cover it are
+    /// refused with exception 2.
+    pub fn remove_holding(&self, unit: u8, address: u16) {
+        if let Some(memory) = self.lock().units.get_mut(&unit) {
+            memory.holding.remove(&address);
+        }
+    }
+
     /// Waits until `check` holds for the requests seen, or `timeout` passes.
     pub async fn wait_for_seen(&self, timeout: Duration, check: impl Fn(&[Seen]) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
