@@ -55,6 +55,11 @@ pub fn request_frame(unit: u8, request: &Request<'_>) -> Option<Vec<u8>> {
             word(*address);
             word(*value);
         }
+        Request::MaskWriteRegister(address, and_mask, or_mask) => {
+            word(*address);
+            word(*and_mask);
+            word(*or_mask);
+        }
         Request::WriteMultipleRegisters(address, words) => {
             let count = u16::try_from(words.len()).ok().filter(|c| *c <= 123)?;
             word(*address);
@@ -91,16 +96,18 @@ impl Shape {
                 .get(4..6)
                 .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
         };
-        let data = match function {
-            1 | 2 => Some(count()?.div_ceil(8)),
-            3 | 4 => Some(2 * count()?),
-            5 | 6 | 16 => None,
+        let (data, len) = match function {
+            1 | 2 => (Some(count()?.div_ceil(8)), None),
+            3 | 4 => (Some(2 * count()?), None),
+            5 | 6 | 16 => (None, Some(8)),
+            // A mask write's answer repeats the request: address and both masks.
+            22 => (None, Some(10)),
             _ => return None,
         };
         Some(Shape {
             unit,
             function,
-            len: data.map_or(8, |data| 5 + data),
+            len: len.or(data.map(|data| 5 + data))?,
             byte_count: data.map(|data| u8::try_from(data).ok()).unwrap_or(None),
         })
     }
@@ -533,6 +540,7 @@ mod tests {
         assert_eq!(shape(Request::ReadInputRegisters(0, 1)), 7);
         assert_eq!(shape(Request::ReadCoils(0, 9)), 7);
         assert_eq!(shape(Request::WriteSingleRegister(0, 9)), 8);
+        assert_eq!(shape(Request::MaskWriteRegister(0, 0xFFF7, 0x0008)), 10);
     }
 
     #[test]

@@ -105,6 +105,24 @@ impl Link {
         Ok(())
     }
 
+    /// Waits, listening to the line, until no overdue answer could pass for the answer to
+    /// the request `frame`.
+    async fn until_clear(&mut self, frame: &[u8]) -> Result<(), BusError> {
+        loop {
+            let now = Instant::now();
+            if !self.overdue.any(now) {
+                return Ok(());
+            }
+            let Some(until) = self.overdue.hold_until(frame, now) else {
+                return Ok(());
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                heard = self.listen() => heard?,
+            }
+        }
+    }
+
     /// One request with silence before it and a timeout, and up to `retries` retries.
     pub async fn transact(
         &mut self,
@@ -117,8 +135,11 @@ impl Link {
             .ok_or_else(|| BusError::BadFrame(format!("cannot frame {request:?}")))?;
         let shape = Shape::of_request(&frame)
             .ok_or_else(|| BusError::BadFrame(format!("no answer shape for {request:?}")))?;
-        // The bus task holds back requests that an overdue answer could pass for; the
-        // retries of one request need no holding: a late answer answers them as well.
+        // The bus task lets other jobs go ahead of one that an overdue answer could pass
+        // for; a job of several transactions (a read-back, a read-modify-write) may still
+        // come to one here. The retries of one request need no holding: a late answer
+        // answers them as well.
+        self.until_clear(&frame).await?;
         let mut retries = super::Retries::new(unit, retries);
         loop {
             let result = self.attempt(&frame, shape, timing).await;

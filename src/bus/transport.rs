@@ -56,6 +56,15 @@ pub fn write_request(write: &WriteRequest) -> (Request<'_>, Response) {
             // At most 123 words fit one request.
             Response::WriteMultipleRegisters(address, words.len() as u16),
         ),
+        WriteData::Mask { and_mask, or_mask } => (
+            Request::MaskWriteRegister(address, *and_mask, *or_mask),
+            Response::MaskWriteRegister(address, *and_mask, *or_mask),
+        ),
+        // Its first transaction, the read of the register.
+        WriteData::MaskByRewrite { .. } => {
+            let read = Request::ReadHoldingRegisters(address, 1);
+            (read, Response::ReadHoldingRegisters(Vec::new()))
+        }
     }
 }
 
@@ -142,6 +151,31 @@ impl Connection {
         timing: Timing,
         retries: u32,
     ) -> Result<(), BusError> {
+        let rewrite;
+        let write = match write.data {
+            WriteData::MaskByRewrite { and_mask, or_mask } => {
+                let read = ReadRequest {
+                    unit: write.unit,
+                    table: Table::Holding,
+                    address: write.address,
+                    count: 1,
+                };
+                let word = match self.read(&read, timing, retries).await? {
+                    ReadData::Words(words) if words.len() == 1 => words[0],
+                    other => {
+                        return Err(BusError::BadFrame(format!(
+                            "answer does not match the read: {other:?}"
+                        )));
+                    }
+                };
+                rewrite = WriteRequest {
+                    data: WriteData::Register(super::masked(word, and_mask, or_mask)),
+                    ..write.clone()
+                };
+                &rewrite
+            }
+            _ => write,
+        };
         let (request, confirmation) = write_request(write);
         match self.transact(write.unit, &request, timing, retries).await? {
             answer if answer == confirmation => Ok(()),
