@@ -43,7 +43,7 @@ pub async fn run(args: crate::cli::DemoArgs) -> anyhow::Result<ExitCode> {
         config.bus.transport = config::Transport::Serial(pty.clone());
         (format!("on {pty} (9600 8E1)"), Some(held_open))
     };
-    tokio::spawn(drift_temperature(sim, shutdown.clone()));
+    tokio::spawn(drift(sim, shutdown.clone()));
 
     config.mqtt.host = "127.0.0.1".to_owned();
     config.mqtt.port = port;
@@ -67,13 +67,20 @@ pub async fn run(args: crate::cli::DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Moves the simulated temperature a little every few seconds, so the demo shows life.
-async fn drift_temperature(sim: Simulator, shutdown: CancellationToken) {
-    const STEPS: [u16; 6] = [215, 216, 217, 218, 217, 216];
-    for raw in STEPS.iter().cycle() {
+/// Moves the simulated temperature and humidity a few tenths up and down every few
+/// seconds, out of step, so the demo shows life (and `publish = "change"` at work).
+async fn drift(sim: Simulator, shutdown: CancellationToken) {
+    // Tenths around the example's 21.5 °C and 55.3 %.
+    const STEPS: [i16; 10] = [0, 1, 2, 3, 2, 1, 0, -1, -2, -1];
+    for step in (0..STEPS.len()).cycle() {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(5)) => sim.set(10, Table::Holding, 0, *raw),
+            () = tokio::time::sleep(Duration::from_secs(5)) => {
+                let temperature = 215 + STEPS[step];
+                let humidity = 553 - STEPS[(step + 3) % STEPS.len()];
+                sim.set(10, Table::Holding, 0, temperature.cast_unsigned());
+                sim.set(10, Table::Holding, 1, humidity.cast_unsigned());
+            }
         }
     }
 }
