@@ -429,6 +429,31 @@ mod tests {
     }
 
     #[test]
+    fn bits_of_one_register_are_one_read() {
+        let mut regs: Vec<Register> = [0, 3, 15]
+            .into_iter()
+            .map(|bit| Register {
+                name: format!("bit{bit}"),
+                codec: Codec {
+                    bit: crate::codec::Bit::new(bit),
+                    ..register(7, ValueType::Bool, Table::Holding).codec
+                },
+                ..register(7, ValueType::Bool, Table::Holding)
+            })
+            .collect();
+        regs.push(register(8, ValueType::U16, Table::Holding));
+        // Even where no gap may be read through.
+        let d = device(regs, 125, 0);
+        let plan = plan_device(0, &d);
+        let reads: Vec<_> = plan
+            .iter()
+            .map(|r| (r.read.address, r.read.count, r.registers.len()))
+            .collect();
+        assert_eq!(reads, [(7, 2, 4)]);
+        assert_eq!(plan[0].split(&d), plan);
+    }
+
+    #[test]
     fn tables_and_intervals_are_never_mixed() {
         let mut regs = holding(&[0, 1]);
         regs.push(register(2, ValueType::U16, Table::Input));

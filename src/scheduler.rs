@@ -224,7 +224,7 @@ impl Scheduler {
                     .filter_map(|&r| {
                         let register = &device.registers[r];
                         let at = usize::from(register.address - request.read.address);
-                        let value = register.codec.decode(words.get(at..)?)?;
+                        let value = register.codec.decode(words.get(at..)?).ok()?;
                         Some((r, value))
                     })
                     .collect();

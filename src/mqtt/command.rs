@@ -3,8 +3,9 @@
 use crate::bus::{WriteData, WriteRequest};
 use crate::config::{Config, WriteFunction};
 
-/// Longest command payload read; anything longer is refused unread.
-pub const MAX_PAYLOAD: usize = 64;
+/// Longest command payload read; anything longer is refused unread. The longest string
+/// register (123 registers, 246 bytes) fits.
+pub const MAX_PAYLOAD: usize = 256;
 
 /// A write ready for the bus, and which register it serves.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +37,7 @@ pub fn parse(
     }
     let text = std::str::from_utf8(payload).map_err(|_| "payload is not UTF-8 text".to_owned())?;
     let value = r.codec.parse(text).map_err(|e| e.to_string())?;
-    let words = r.codec.encode(value).map_err(|e| e.to_string())?;
+    let words = r.codec.encode(&value).map_err(|e| e.to_string())?;
     let data = match (r.write_function, words.as_slice()) {
         (WriteFunction::SingleCoil, [word, ..]) => WriteData::Coil(*word != 0),
         (WriteFunction::SingleRegister, [word]) => WriteData::Register(*word),
@@ -97,6 +98,46 @@ mod tests {
     }
 
     #[test]
+    fn strings_enumerations_and_bits_become_writes_or_reasons() {
+        let config = crate::config::parse(
+            r#"
+bus = { port = "/dev/null" }
+[[device]]
+name = "d"
+unit = 7
+register = [
+  { name = "label", address = 0, length = 2, writable = true },
+  { name = "mode", address = 2, values = { 0 = "off", 1 = "heat", 2 = "cool" }, writable = true },
+  { name = "heating", address = 3, bit = 3, writable = true, write_function = 22 },
+]
+"#,
+            std::path::Path::new("t"),
+        )
+        .unwrap();
+        let command = |register, payload: &[u8]| parse(&config, Some((0, register)), "t", payload);
+        // A string is written with function 16 whatever its length, padded with NULs.
+        assert_eq!(
+            command(0, b"AB ").unwrap().write.data,
+            WriteData::Registers(vec![0x4142, 0x2000])
+        );
+        let refused = command(0, b"ABCDE").unwrap_err();
+        assert!(refused.contains("5 bytes of text do not fit"), "{refused}");
+        // An enumeration by text or by number; anything else refused with what it takes.
+        for payload in [&b"cool"[..], b"2"] {
+            assert_eq!(
+                command(1, payload).unwrap().write.data,
+                WriteData::Register(2)
+            );
+        }
+        let refused = command(1, b"dry").unwrap_err();
+        assert_eq!(refused, "\"dry\" is not one of off (0), heat (1), cool (2)");
+        assert!(command(1, b"3").is_err());
+        // A bit is never written over its whole register.
+        let refused = command(2, b"on").unwrap_err();
+        assert!(refused.contains("bit 3"), "{refused}");
+    }
+
+    #[test]
     fn quote_cuts_long_payloads() {
         assert_eq!(quote(b"abc"), "abc");
         let long = quote(&[b'x'; 1000]);
@@ -131,6 +172,15 @@ register = [
   { name = "signed", address = 11, type = "i16", scale = -0.25, offset = 3, writable = true },
   { name = "relay", address = 0, table = "coil", writable = true },
   { name = "input", address = 0, table = "input" },
+  { name = "counter", address = 12, type = "u64", writable = true },
+  { name = "balance", address = 16, type = "i64", word_order = "little", min = -1e18, writable = true },
+  { name = "precise", address = 20, type = "f64", word_order = "little", byte_order = "little", scale = 0.001, writable = true },
+  { name = "swapped", address = 24, byte_order = "little", writable = true },
+  { name = "label", address = 25, type = "string", length = 3, writable = true },
+  { name = "label_swapped", address = 28, length = 2, byte_order = "little", writable = true },
+  { name = "mode", address = 30, values = { 0 = "off", 1 = "heat", 2 = "cool" }, writable = true },
+  { name = "level", address = 31, type = "i32", word_order = "little", values = { -1 = "low", 65536 = "high" }, writable = true },
+  { name = "flag_bit", address = 33, bit = 4, writable = true, write_function = 22 },
 ]
 "#;
 
@@ -183,6 +233,17 @@ register = [
             "²",
             "on",
             "OFF",
+            "heat",
+            "cool",
+            "low",
+            "high",
+            "SN-42",
+            "abcdefg",
+            "°C",
+            "9007199254740993",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
             "true",
             "False",
             "yes",
@@ -235,16 +296,39 @@ register = [
                         (WriteData::Registers(words), Table::Holding) => words.clone(),
                         (data, table) => panic!("{data:?} written to the {table:?} table"),
                     };
-                    prop_assert_eq!(words.len(), usize::from(codec.kind.width()));
-                    let text = std::str::from_utf8(&payload).unwrap().trim();
+                    prop_assert_eq!(words.len(), usize::from(codec.width()));
+                    // A bit is never written as a word of its own (issue 15: a status word
+                    // of 240 became 1).
+                    prop_assert!(codec.bit.is_none());
+                    let sent = std::str::from_utf8(&payload).unwrap();
+                    let text = sent.trim();
                     match codec.decode(&words) {
-                        Some(Value::Bool(on)) => {
+                        Ok(Value::Bool(on)) => {
                             let word = text.to_ascii_lowercase();
                             let expected = ["on", "true", "1"].contains(&word.as_str());
                             prop_assert_eq!(on, expected, "{:?} written as {}", text, on);
                         }
-                        Some(Value::Number(written)) => {
+                        Ok(Value::Text(written)) if codec.values.is_some() => {
+                            // By its text, or by its raw number.
+                            let raw = codec.values.as_ref().and_then(|values| {
+                                values.entries().iter().find(|(_, t)| *t == written).map(|(r, _)| *r)
+                            });
+                            let asked = text.parse::<f64>().ok();
+                            prop_assert!(
+                                written == text || asked == raw.map(|r| r as f64),
+                                "{text:?} written as {written:?}"
+                            );
+                        }
+                        Ok(Value::Text(written)) => {
+                            prop_assert_eq!(written.as_str(), sent.trim_end_matches(['\0', ' ']));
+                        }
+                        Ok(Value::Integer(written)) if text.parse::<i128>().is_ok() => {
+                            prop_assert_eq!(Ok(written), text.parse::<i128>());
+                            prop_assert!(codec.min.is_none_or(|min| written as f64 >= min));
+                        }
+                        Ok(written) => {
                             // The payload as a number, and what the register holds of it.
+                            let written = written.as_f64().unwrap();
                             let asked: f64 = text.parse().unwrap();
                             prop_assert!(written.is_finite());
                             prop_assert!(
@@ -263,7 +347,7 @@ register = [
                                 prop_assert!(raw.abs() <= f64::from(f32::MAX));
                             }
                         }
-                        None => panic!("{words:?} do not decode"),
+                        Err(e) => panic!("{words:?} do not decode: {e}"),
                     }
                 }
             }

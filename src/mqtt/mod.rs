@@ -366,8 +366,8 @@ impl Bridge {
         // A new session: everything current goes out again for new subscribers.
         for d in 0..self.registers.len() {
             for r in 0..self.registers[d].len() {
-                if let Some(value) = self.registers[d][r].latest {
-                    let text = self.config.devices[d].registers[r].codec.format(value);
+                if let Some(value) = self.registers[d][r].latest.clone() {
+                    let text = self.config.devices[d].registers[r].codec.format(&value);
                     self.publish_value(d, r, value, text, false);
                 }
             }
@@ -436,13 +436,13 @@ impl Bridge {
     /// for [`Bridge::publish_value`].
     fn on_value(&mut self, device: usize, register: usize, value: Value, batched: bool) -> bool {
         let spec = &self.config.devices[device].registers[register];
-        let text = spec.codec.format(value);
+        let text = spec.codec.format(&value);
         let state = &mut self.registers[device][register];
-        state.latest = Some(value);
+        state.latest = Some(value.clone());
         let due = match (&state.published, spec.publish) {
             (None, _) | (_, PublishMode::Always) => true,
             (Some((last, last_text, at)), PublishMode::Change) => {
-                changed(*last, last_text, value, &text, spec.deadband)
+                changed(last, last_text, &value, &text, spec.deadband)
                     || spec.republish.is_some_and(|every| at.elapsed() >= every)
             }
         };
@@ -551,9 +551,10 @@ fn availability(online: bool) -> String {
 }
 
 /// Whether a new value differs from the last published one by more than the deadband.
-fn changed(last: Value, last_text: &str, new: Value, new_text: &str, deadband: f64) -> bool {
-    match (last, new) {
-        (Value::Number(a), Value::Number(b)) if deadband > 0.0 => (a - b).abs() > deadband,
+/// Bools and texts (strings, `values`) change when their text does.
+fn changed(last: &Value, last_text: &str, new: &Value, new_text: &str, deadband: f64) -> bool {
+    match (last.as_f64(), new.as_f64()) {
+        (Some(a), Some(b)) if deadband > 0.0 => (a - b).abs() > deadband,
         _ => last_text != new_text,
     }
 }
@@ -587,7 +588,7 @@ pub async fn execute_commands(
                 register
                     .codec
                     .decode(&data.words())
-                    .ok_or_else(|| BusError::BadFrame("short read-back".to_owned()))
+                    .map_err(|e| BusError::BadFrame(format!("read-back: {e}")))
             }),
             Err(e) => Err(e),
         };
@@ -641,16 +642,20 @@ mod tests {
     #[test]
     fn deadband_decides_what_is_a_change() {
         let n = Value::Number;
-        assert!(!changed(n(21.5), "21.5", n(21.5), "21.5", 0.0));
-        assert!(changed(n(21.5), "21.5", n(21.6), "21.6", 0.0));
-        assert!(!changed(n(21.5), "21.5", n(21.9), "21.9", 0.5));
-        assert!(changed(n(21.5), "21.5", n(22.1), "22.1", 0.5));
-        assert!(changed(
-            Value::Bool(true),
-            "true",
-            Value::Bool(false),
-            "false",
-            0.5
-        ));
+        assert!(!changed(&n(21.5), "21.5", &n(21.5), "21.5", 0.0));
+        assert!(changed(&n(21.5), "21.5", &n(21.6), "21.6", 0.0));
+        assert!(!changed(&n(21.5), "21.5", &n(21.9), "21.9", 0.5));
+        assert!(changed(&n(21.5), "21.5", &n(22.1), "22.1", 0.5));
+        let bools = (Value::Bool(true), Value::Bool(false));
+        assert!(changed(&bools.0, "true", &bools.1, "false", 0.5));
+        // Exact integers have deadbands too; texts change when the text does.
+        let i = Value::Integer;
+        assert!(!changed(&i(1000), "1000", &i(1003), "1003", 5.0));
+        assert!(changed(&i(1000), "1000", &i(1006), "1006", 5.0));
+        let text = |t: &str| Value::Text(t.to_owned());
+        assert!(changed(&text("heat"), "heat", &text("cool"), "cool", 5.0));
+        assert!(!changed(&text("heat"), "heat", &text("heat"), "heat", 0.0));
+        // An enumeration's unknown raw number next to a text.
+        assert!(changed(&text("heat"), "heat", &i(7), "7", 5.0));
     }
 }

@@ -124,6 +124,16 @@ impl Memory {
         };
     }
 
+    /// An address's content; a bit reads as 0 or 1.
+    pub fn get(&self, table: Table, address: u16) -> Option<u16> {
+        match table {
+            Table::Coil => self.coils.get(&address).map(|on| u16::from(*on)),
+            Table::Discrete => self.discrete.get(&address).map(|on| u16::from(*on)),
+            Table::Holding => self.holding.get(&address).copied(),
+            Table::Input => self.input.get(&address).copied(),
+        }
+    }
+
     /// Executes the request PDU (function code first) and returns the response PDU, or the
     /// exception code to answer with.
     pub fn execute(&mut self, pdu: &[u8]) -> Result<Vec<u8>, u8> {

@@ -119,11 +119,16 @@ impl Simulator {
                 let device = &config.devices[initial.device];
                 for (index, value) in &initial.values {
                     let register = &device.registers[*index];
+                    let memory = state.units.entry(device.unit.get()).or_default();
+                    // A bit is set in the word the other bits of it share.
+                    let current: Vec<u16> = (register.address..)
+                        .take(usize::from(register.width()))
+                        .map(|address| memory.get(register.table, address).unwrap_or(0))
+                        .collect();
                     // Validation encoded these already.
-                    let Ok(words) = register.codec.encode(*value) else {
+                    let Ok(words) = register.codec.encode_content(&current, value) else {
                         continue;
                     };
-                    let memory = state.units.entry(device.unit.get()).or_default();
                     for (address, word) in (register.address..).zip(words) {
                         memory.set(register.table, address, word);
                     }
