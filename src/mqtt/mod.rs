@@ -398,16 +398,12 @@ impl Bridge {
                 device,
                 registers,
                 error,
-            } => {
-                let d = &self.config.devices[device];
-                let names: Vec<&str> = registers
-                    .iter()
-                    .map(|r| d.registers[*r].name.as_str())
-                    .collect();
-                let message = format!("reading {} of {}: {error}", names.join(", "), d.name);
-                let topic = format!("{}/{}", self.config.mqtt.base_topic, d.name);
-                self.report_error(&topic, None, &message);
-            }
+            } => self.report_read(device, &registers, &error),
+            Event::NotAValue {
+                device,
+                register,
+                error,
+            } => self.report_read(device, &[register], &error),
             Event::PortDown(error) => {
                 let error = error.to_string();
                 self.report_port(&error);
@@ -425,6 +421,18 @@ impl Bridge {
                 self.status();
             }
         }
+    }
+
+    /// Says on `bridge/error` that reading some registers of a device failed.
+    fn report_read(&self, device: usize, registers: &[usize], error: &dyn std::fmt::Display) {
+        let d = &self.config.devices[device];
+        let names: Vec<&str> = registers
+            .iter()
+            .map(|r| d.registers[*r].name.as_str())
+            .collect();
+        let message = format!("reading {} of {}: {error}", names.join(", "), d.name);
+        let topic = format!("{}/{}", self.config.mqtt.base_topic, d.name);
+        self.report_error(&topic, None, &message);
     }
 
     fn report_port(&self, error: &str) {
