@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::codec::{ValueType, WordOrder};
+use crate::codec::{ByteOrder, ValueType, WordOrder};
 use crate::config::{LineSettings, Parity, Table};
 
 /// Where `run` looks for its config when `-c` is not given.
@@ -107,6 +107,9 @@ pub struct LineArgs {
     pub kind: ValueType,
     #[arg(long, value_enum, default_value_t = WordOrder::Big)]
     pub word_order: WordOrder,
+    /// Bytes within each word (`little` for devices that swap them).
+    #[arg(long, value_enum, default_value_t = ByteOrder::Big)]
+    pub byte_order: ByteOrder,
     /// Value = raw * scale + offset.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,

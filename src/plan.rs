@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::codec::Value;
+use crate::codec::{DecodeError, Value};
 use crate::config::{Device, LineSettings, Register, Table, UnitId};
 
 /// One Modbus read transaction.
@@ -98,16 +98,27 @@ impl PollRequest {
         }
     }
 
-    /// The values of its registers in the words the read returned.
+    /// Each of its registers, with its value in the words the read returned or why it
+    /// holds none.
+    pub fn decode<'a>(
+        &'a self,
+        device: &'a Device,
+        words: &'a [u16],
+    ) -> impl Iterator<Item = (usize, Result<Value, DecodeError>)> + 'a {
+        self.registers.iter().map(move |&r| {
+            let register = &device.registers[r];
+            let at = usize::from(register.address - self.read.address);
+            (
+                r,
+                register.codec.decode(words.get(at..).unwrap_or_default()),
+            )
+        })
+    }
+
+    /// The values of its registers that hold one.
     pub fn values(&self, device: &Device, words: &[u16]) -> Vec<(usize, Value)> {
-        self.registers
-            .iter()
-            .filter_map(|&r| {
-                let register = &device.registers[r];
-                let at = usize::from(register.address - self.read.address);
-                let value = register.codec.decode(words.get(at..)?)?;
-                Some((r, value))
-            })
+        self.decode(device, words)
+            .filter_map(|(r, value)| Some((r, value.ok()?)))
             .collect()
     }
 
@@ -491,6 +502,38 @@ mod tests {
             .map(|r| (r.read.table, r.read.address, r.read.count))
             .collect();
         assert_eq!(reads, [(Table::Coil, 0, 1), (Table::Holding, 0, 6)]);
+    }
+
+    #[test]
+    fn bits_of_one_register_are_one_read() {
+        let mut regs: Vec<Register> = [0, 3, 15]
+            .into_iter()
+            .map(|bit| Register {
+                name: format!("bit{bit}"),
+                codec: Codec {
+                    bit: crate::codec::Bit::new(bit),
+                    ..register(7, ValueType::Bool, Table::Holding).codec
+                },
+                ..register(7, ValueType::Bool, Table::Holding)
+            })
+            .collect();
+        regs.push(register(8, ValueType::U16, Table::Holding));
+        // Even where no gap may be read through.
+        let d = device(regs, 125, 0);
+        let plan = plan_device(0, &d);
+        let reads: Vec<_> = plan
+            .iter()
+            .map(|r| (r.read.address, r.read.count, r.registers.len()))
+            .collect();
+        assert_eq!(reads, [(7, 2, 4)]);
+        // Narrowed, the bits stay one read of their word, which narrows no further.
+        let parts = plan[0].narrow(&d);
+        let reads: Vec<_> = parts
+            .iter()
+            .map(|r| (r.read.address, r.read.count, r.registers.len()))
+            .collect();
+        assert_eq!(reads, [(7, 1, 3), (8, 1, 1)]);
+        assert_eq!(parts[0].narrow(&d), []);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tokio_modbus::ExceptionCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, BusHandle, ReadData};
-use crate::codec::Value;
+use crate::codec::{DecodeError, Value};
 use crate::config::{Config, Device};
 use crate::plan::{self, PollRequest};
 
@@ -49,6 +49,13 @@ pub enum Event {
     SetAside {
         device: usize,
         registers: Vec<usize>,
+    },
+    /// A register of an answered read holds no value (NaN, an infinity): a failed read of
+    /// that register alone, said once until it holds a value again.
+    NotAValue {
+        device: usize,
+        register: usize,
+        error: DecodeError,
     },
     /// The device started or stopped answering.
     Availability { device: usize, online: bool },
@@ -74,6 +81,10 @@ struct Slot {
     probing: bool,
     /// Refused by the device even alone; tried again every [`SET_ASIDE_RETRY`].
     set_aside: bool,
+    /// Registers of the read that held no value when last read (already said).
+    not_values: Vec<usize>,
+    /// Registers of the read that held a raw number their `values` do not name (logged).
+    unlisted: Vec<usize>,
 }
 
 impl Slot {
@@ -86,6 +97,8 @@ impl Slot {
             refused: false,
             probing: false,
             set_aside: false,
+            not_values: Vec::new(),
+            unlisted: Vec::new(),
         }
     }
 }
@@ -270,12 +283,13 @@ impl Scheduler {
         };
         match result {
             Ok(data) => {
-                let values = request.values(device, &data.words());
+                let address = request.read.address;
+                let values = self.decode(index, &data.words());
                 self.emit(Event::Values {
                     device: device_index,
                     values,
                 });
-                let address = request.read.address;
+                let device = &self.devices[device_index];
                 let slot = &mut self.slots[index];
                 slot.refused = false;
                 if std::mem::take(&mut slot.set_aside) {
@@ -332,6 +346,63 @@ impl Scheduler {
             }
             Err(error) => self.failed(index, error),
         }
+    }
+
+    /// The values of an answered read. A register that holds no value is left out and said
+    /// once; a raw number its `values` do not name is published as the number and logged
+    /// once.
+    fn decode(&mut self, index: usize, words: &[u16]) -> Vec<(usize, Value)> {
+        let slot = &mut self.slots[index];
+        let request = &slot.request;
+        let device = &self.devices[request.device];
+        let mut values = Vec::with_capacity(request.registers.len());
+        let mut not_values = Vec::new();
+        for (r, decoded) in request.decode(device, words) {
+            let register = &device.registers[r];
+            match decoded {
+                Ok(value) => {
+                    if became(&mut slot.not_values, r, false) {
+                        tracing::info!(
+                            device = %device.name,
+                            register = %register.name,
+                            "holds a value again"
+                        );
+                    }
+                    let unlisted = register.codec.is_unlisted(&value);
+                    if became(&mut slot.unlisted, r, unlisted) && unlisted {
+                        tracing::warn!(
+                            device = %device.name,
+                            register = %register.name,
+                            value = %register.codec.format(&value),
+                            "a raw value its `values` do not name: published as the number; said once until a named one is read"
+                        );
+                    }
+                    values.push((r, value));
+                }
+                // The bus hands over whole answers: a short one never gets here.
+                Err(DecodeError::TooFewWords { .. }) => {}
+                Err(error) => {
+                    if became(&mut slot.not_values, r, true) {
+                        tracing::warn!(
+                            device = %device.name,
+                            register = %register.name,
+                            %error,
+                            "not published; said once until it holds a value again"
+                        );
+                        not_values.push((r, error));
+                    }
+                }
+            }
+        }
+        let device = request.device;
+        for (register, error) in not_values {
+            self.emit(Event::NotAValue {
+                device,
+                register,
+                error,
+            });
+        }
+        values
     }
 
     /// Says that a read failed: the log line and the event for `bridge/error`.
@@ -478,5 +549,93 @@ impl Scheduler {
     fn emit(&self, event: Event) {
         // The receiver outlives the scheduler except at shutdown, when nothing is lost.
         let _ = self.events.send(event);
+    }
+}
+
+/// Keeps `registers` as those that are now `odd`; whether `register` changed, so that it
+/// is said once when it becomes odd and once when it stops.
+fn became(registers: &mut Vec<usize>, register: usize, odd: bool) -> bool {
+    let known = registers.contains(&register);
+    if odd && !known {
+        registers.push(register);
+    } else if !odd && known {
+        registers.retain(|r| *r != register);
+    }
+    odd != known
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::ReadData;
+
+    /// An f32 that says "no sensor" with NaN beside a u16, and a mode with `values`.
+    const METER: &str = r#"
+bus = { port = "/dev/null" }
+[[device]]
+name = "meter"
+unit = 1
+register = [
+  { name = "temperature", address = 0, type = "f32" },
+  { name = "count", address = 2 },
+  { name = "mode", address = 3, values = { 0 = "off", 1 = "heat" } },
+]
+"#;
+
+    fn scheduler() -> (Scheduler, mpsc::UnboundedReceiver<Event>) {
+        let config = crate::config::parse(METER, std::path::Path::new("t")).unwrap();
+        // No bus task runs: the test hands the scheduler its answers.
+        let (bus, _not_running) = crate::bus::bus(&config);
+        let (events, received) = mpsc::unbounded_channel();
+        (Scheduler::new(&config, bus, events), received)
+    }
+
+    /// The events of one answer to the one read.
+    fn answer(
+        scheduler: &mut Scheduler,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+        words: [u16; 4],
+    ) -> Vec<Event> {
+        scheduler.finish(0, Ok(ReadData::Words(words.to_vec())));
+        std::iter::from_fn(|| events.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn nan_is_not_published_and_is_said_once_while_its_neighbours_go_on() {
+        let (mut scheduler, mut events) = scheduler();
+        assert_eq!(scheduler.reads(), 1);
+        let mut answered = |words| answer(&mut scheduler, &mut events, words);
+        let nan = [0x7FC0, 0, 5, 1];
+        let first = answered(nan);
+        assert!(
+            matches!(
+                &first[..],
+                [
+                    Event::NotAValue { device: 0, register: 0, error: DecodeError::NotFinite(_) },
+                    Event::Values { device: 0, values },
+                    Event::Availability { online: true, .. },
+                ] if *values == [(1, Value::Integer(5)), (2, Value::Text("heat".into()))]
+            ),
+            "{first:?}"
+        );
+        // Said once: the next NaN is only left out.
+        let again = answered(nan);
+        assert!(
+            matches!(&again[..], [Event::Values { values, .. }] if values.len() == 2),
+            "{again:?}"
+        );
+        // A value again, then NaN again: said again.
+        let value = answered([0x4366, 0xB333, 6, 7]);
+        assert!(
+            matches!(&value[..], [Event::Values { values, .. }]
+                if values[0] == (0, Value::Number(f64::from(230.7f32)))
+                    && values[2] == (2, Value::Integer(7))),
+            "{value:?}"
+        );
+        let infinite = answered([0x7F80, 0, 5, 1]);
+        assert!(
+            matches!(&infinite[0], Event::NotAValue { register: 0, .. }),
+            "{infinite:?}"
+        );
     }
 }

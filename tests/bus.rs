@@ -65,7 +65,7 @@ pub async fn collect_until(
                     values
                         .entry((*device, register.name.clone()))
                         .or_default()
-                        .push(register.codec.format(*v));
+                        .push(register.codec.format(v));
                 }
             }
             events.push(event);

@@ -33,7 +33,7 @@ async fn collect_for(
                 values
                     .entry((device, register.name.clone()))
                     .or_default()
-                    .push(register.codec.format(v));
+                    .push(register.codec.format(&v));
             }
         }
     }

@@ -8,6 +8,7 @@ mod lifecycle;
 mod lines;
 mod many;
 mod mqtt;
+mod registers;
 mod systemd;
 mod transports;
 mod util;

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use transport::Connection;
 
+use crate::codec::MaskWrite;
 use crate::config::{Bus, Config, Timing, Transport, UnitId};
 use crate::plan::ReadRequest;
 use crate::stats::BusStats;
@@ -61,12 +62,12 @@ pub enum WriteData {
     Register(u16),
     /// Function 16.
     Registers(Vec<u16>),
-    /// Function 22: the device sets the register to (current AND `and_mask`) OR
-    /// (`or_mask` AND NOT `and_mask`), changing only the bits `and_mask` clears.
-    Mask { and_mask: u16, or_mask: u16 },
+    /// Function 22: the device changes only the bits the mask's AND clears.
+    Mask(MaskWrite),
     /// The same change for a device without function 22: the register is read and written
-    /// back with function 6, with nothing else on the line in between.
-    MaskByRewrite { and_mask: u16, or_mask: u16 },
+    /// back, with nothing else on the line in between, by function 6 (or 16 when
+    /// `multiple`, for devices that accept only that).
+    MaskByRewrite { mask: MaskWrite, multiple: bool },
 }
 
 impl WriteData {
@@ -75,15 +76,13 @@ impl WriteData {
             WriteData::Coil(_) => 5,
             WriteData::Register(_) => 6,
             WriteData::Registers(_) => 16,
-            WriteData::Mask { .. } => 22,
-            WriteData::MaskByRewrite { .. } => 6,
+            WriteData::Mask(_) => 22,
+            WriteData::MaskByRewrite {
+                multiple: false, ..
+            } => 6,
+            WriteData::MaskByRewrite { multiple: true, .. } => 16,
         }
     }
-}
-
-/// A register's word after a mask write (Modbus function 22).
-pub fn masked(word: u16, and_mask: u16, or_mask: u16) -> u16 {
-    (word & and_mask) | (or_mask & !and_mask)
 }
 
 /// Why a transaction produced no data.
@@ -640,19 +639,5 @@ impl Watchdog {
 
     fn next(&self) -> Option<Instant> {
         self.every.map(|_| self.next)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_mask_write_changes_only_the_bits_its_and_mask_clears() {
-        // Bit 3 on and bit 15 off in 0xA001 (the Modbus spec's example masks aside).
-        assert_eq!(masked(0xA001, !(1 << 3), 1 << 3), 0xA009);
-        assert_eq!(masked(0xA009, !(1 << 15), 0), 0x2009);
-        // The Modbus application protocol's own example: 0x12, AND 0xF2, OR 0x25 -> 0x17.
-        assert_eq!(masked(0x12, 0xF2, 0x25), 0x17);
     }
 }

@@ -56,9 +56,9 @@ pub fn write_request(write: &WriteRequest) -> (Request<'_>, Response) {
             // At most 123 words fit one request.
             Response::WriteMultipleRegisters(address, words.len() as u16),
         ),
-        WriteData::Mask { and_mask, or_mask } => (
-            Request::MaskWriteRegister(address, *and_mask, *or_mask),
-            Response::MaskWriteRegister(address, *and_mask, *or_mask),
+        WriteData::Mask(mask) => (
+            Request::MaskWriteRegister(address, mask.and_mask, mask.or_mask),
+            Response::MaskWriteRegister(address, mask.and_mask, mask.or_mask),
         ),
         // Its first transaction, the read of the register.
         WriteData::MaskByRewrite { .. } => {
@@ -153,7 +153,7 @@ impl Connection {
     ) -> Result<(), BusError> {
         let rewrite;
         let write = match write.data {
-            WriteData::MaskByRewrite { and_mask, or_mask } => {
+            WriteData::MaskByRewrite { mask, multiple } => {
                 let read = ReadRequest {
                     unit: write.unit,
                     table: Table::Holding,
@@ -168,8 +168,13 @@ impl Connection {
                         )));
                     }
                 };
+                let word = mask.apply(word);
                 rewrite = WriteRequest {
-                    data: WriteData::Register(super::masked(word, and_mask, or_mask)),
+                    data: if multiple {
+                        WriteData::Registers(vec![word])
+                    } else {
+                        WriteData::Register(word)
+                    },
                     ..write.clone()
                 };
                 &rewrite

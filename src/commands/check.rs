@@ -75,10 +75,17 @@ pub fn report(config: &Config) -> String {
             if reads.len() == 1 { "" } else { "s" }
         );
         for r in &reads {
-            let names: Vec<&str> = r
+            // Bits name theirs: several share one register of the read.
+            let names: Vec<String> = r
                 .registers
                 .iter()
-                .map(|i| device.registers[*i].name.as_str())
+                .map(|i| {
+                    let register = &device.registers[*i];
+                    match register.codec.bit {
+                        Some(bit) => format!("{} (bit {bit})", register.name),
+                        None => register.name.clone(),
+                    }
+                })
                 .collect();
             let _ = writeln!(
                 out,
@@ -128,4 +135,34 @@ pub fn report(config: &Config) -> String {
         None => writeln!(out),
     };
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_of_one_register_show_in_one_read() {
+        let text = r#"
+bus = { port = "/dev/null" }
+[[device]]
+name = "pump"
+unit = 3
+register = [
+  { name = "running", address = 0, bit = 0 },
+  { name = "heating", address = 0, bit = 3, writable = true, write_function = 22 },
+  { name = "alarm", address = 0, bit = 15 },
+  { name = "serial", address = 1, length = 4 },
+]
+"#;
+        let config = config::parse(text, Path::new("pump.toml")).unwrap();
+        let out = report(&config);
+        assert!(
+            out.contains(
+                "fn 3 holding 0..=4 (5 registers): 23 bytes, 34.4 ms  [running (bit 0), heating (bit 3), alarm (bit 15), serial]"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("4 registers in 1 read per cycle"), "{out}");
+    }
 }

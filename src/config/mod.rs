@@ -1,6 +1,7 @@
 //! Configuration: the TOML register map of SPEC.md, parsed ([`raw`]) and then validated into
 //! the model ([`model`]) by one pass that reports every problem with its file, line and key.
 
+mod device;
 mod model;
 mod raw;
 mod transport;
@@ -13,10 +14,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::codec::{Codec, Value, ValueType};
-use crate::mqtt::topics::{BRIDGE_TOPIC, RESERVED_REGISTER_NAMES};
+use crate::codec::{Value, ValueType};
 pub use model::*;
-use raw::{RawBus, RawConfig, RawDevice, RawEcho, RawMqtt, RawRegister, RawTable, SimValue};
+use raw::{RawBus, RawConfig, RawEcho, RawMqtt, SimValue};
 pub use transport::Transport;
 
 /// The example config of the reference device, also what `demo` runs.
@@ -515,247 +515,6 @@ impl Validator<'_> {
         }
     }
 
-    fn device(&mut self, raw: RawDevice, bus: Timing) -> Option<Device> {
-        self.name(&raw.name, "name");
-        if raw.name.get_ref() == BRIDGE_TOPIC {
-            self.problem(
-                raw.name.span(),
-                "name",
-                format!("{BRIDGE_TOPIC:?} is taken by the gateway's own topics {{base}}/{BRIDGE_TOPIC}/..."),
-            );
-        }
-        let unit = UnitId::new(*raw.unit.get_ref());
-        if unit.is_none() {
-            self.problem(
-                raw.unit.span(),
-                "unit",
-                format!(
-                    "{} is not a slave id: use {}..={}",
-                    raw.unit.get_ref(),
-                    UnitId::MIN,
-                    UnitId::MAX
-                ),
-            );
-        }
-        let poll = self.positive_duration(raw.poll.as_ref(), "poll", DEFAULT_POLL);
-        let poll_command_topic = self.topic(raw.poll_command_topic.as_ref(), "poll_command_topic");
-        let max_read = self.limit(raw.max_read.as_ref(), "max_read", Table::Holding);
-        let max_read_bits = self.limit(raw.max_read_bits.as_ref(), "max_read_bits", Table::Coil);
-        let timing = self.timing(raw.timeout.as_ref(), raw.frame_gap.as_ref(), bus);
-        let mut registers: Vec<Register> = Vec::new();
-        for raw_register in raw.registers {
-            let name_span = raw_register.get_ref().name.span();
-            let span = raw_register.get_ref().address.span();
-            let Some(register) = self.register(raw_register.into_inner()) else {
-                continue;
-            };
-            if registers.iter().any(|r| r.name == register.name) {
-                self.problem(
-                    name_span,
-                    "name",
-                    format!(
-                        "another register of device {:?} is already named {:?}",
-                        raw.name.get_ref(),
-                        register.name
-                    ),
-                );
-            }
-            let clash = registers.iter().find(|other| {
-                other.table == register.table
-                    && u32::from(other.address) < register.end()
-                    && u32::from(register.address) < other.end()
-                    && (other.writable || register.writable)
-            });
-            if let Some(other) = clash {
-                self.problem(
-                    span,
-                    "address",
-                    format!(
-                        "{:?} overlaps {:?} in the {} table; only read-only views may overlap",
-                        register.name,
-                        other.name,
-                        register.table.name()
-                    ),
-                );
-            }
-            registers.push(register);
-        }
-        Some(Device {
-            name: raw.name.into_inner(),
-            unit: unit?,
-            poll,
-            poll_command_topic,
-            max_gap: raw.max_gap.unwrap_or(DEFAULT_MAX_GAP),
-            max_read,
-            max_read_bits,
-            timing,
-            registers,
-        })
-    }
-
-    fn limit(&mut self, value: Option<&Spanned<u16>>, key: &str, table: Table) -> u16 {
-        let most = table.max_read();
-        match value {
-            Some(v) if !(1..=most).contains(v.get_ref()) => {
-                self.problem(v.span(), key, format!("must be 1..={most}"));
-                most
-            }
-            Some(v) => *v.get_ref(),
-            None => most,
-        }
-    }
-
-    fn register(&mut self, raw: RawRegister) -> Option<Register> {
-        self.name(&raw.name, "name");
-        if RESERVED_REGISTER_NAMES.contains(&raw.name.get_ref().as_str()) {
-            self.problem(
-                raw.name.span(),
-                "name",
-                format!(
-                    "{name:?} is taken by the device's own topic {{base}}/{{device}}/{name}",
-                    name = raw.name.get_ref()
-                ),
-            );
-        }
-        let table = match raw.table.as_ref().map(|t| *t.get_ref()) {
-            None | Some(RawTable::Holding) => Table::Holding,
-            Some(RawTable::Input) => Table::Input,
-            Some(RawTable::Coil) => Table::Coil,
-            Some(RawTable::Discrete) => Table::Discrete,
-        };
-        let default_kind = if table.is_bits() {
-            ValueType::Bool
-        } else {
-            ValueType::U16
-        };
-        let kind = raw.kind.as_ref().map_or(default_kind, |k| *k.get_ref());
-        if let Some(k) = raw
-            .kind
-            .as_ref()
-            .filter(|_| table.is_bits() && kind != ValueType::Bool)
-        {
-            self.problem(
-                k.span(),
-                "type",
-                format!("the {} table holds bits: type must be bool", table.name()),
-            );
-        }
-        let address = match u16::try_from(*raw.address.get_ref()) {
-            Ok(a) if u32::from(a) + u32::from(kind.width()) <= 65536 => Some(a),
-            _ => {
-                self.problem(
-                    raw.address.span(),
-                    "address",
-                    format!(
-                        "{} with {} address(es) does not fit 0..=65535",
-                        raw.address.get_ref(),
-                        kind.width()
-                    ),
-                );
-                None
-            }
-        };
-        let writable = raw.writable.as_ref().is_some_and(|w| *w.get_ref());
-        if let Some(w) = raw
-            .writable
-            .as_ref()
-            .filter(|_| writable && !table.is_writable())
-        {
-            self.problem(
-                w.span(),
-                "writable",
-                format!("the {} table is read-only in Modbus", table.name()),
-            );
-        }
-        let scale = self.factor(raw.scale.as_ref(), "scale", kind, 1.0);
-        let offset = self.factor(raw.offset.as_ref(), "offset", kind, 0.0);
-        if let Some(s) = raw.scale.as_ref().filter(|s| *s.get_ref() == 0.0) {
-            self.problem(s.span(), "scale", "must not be zero");
-        }
-        let min = raw.min.as_ref().map(|m| *m.get_ref());
-        let max = raw.max.as_ref().map(|m| *m.get_ref());
-        if let (Some(lo), Some(hi), Some(m)) = (min, max, raw.min.as_ref())
-            && lo >= hi
-        {
-            self.problem(m.span(), "min", format!("min {lo} must be below max {hi}"));
-        }
-        let write_function = match raw.write_function.as_ref() {
-            _ if table == Table::Coil => WriteFunction::SingleCoil,
-            None if kind.width() == 1 => WriteFunction::SingleRegister,
-            None => WriteFunction::MultipleRegisters,
-            Some(f) => match f.get_ref() {
-                6 if kind.width() == 1 => WriteFunction::SingleRegister,
-                16 => WriteFunction::MultipleRegisters,
-                6 => {
-                    self.problem(
-                        f.span(),
-                        "write_function",
-                        format!("function 6 writes one register; a {kind} takes two: use 16"),
-                    );
-                    WriteFunction::MultipleRegisters
-                }
-                other => {
-                    self.problem(
-                        f.span(),
-                        "write_function",
-                        format!("{other} is not 6 or 16"),
-                    );
-                    WriteFunction::MultipleRegisters
-                }
-            },
-        };
-        let deadband = match raw.deadband.as_ref() {
-            Some(d) if !(d.get_ref().is_finite() && *d.get_ref() >= 0.0) => {
-                self.problem(d.span(), "deadband", "must be a number of zero or more");
-                0.0
-            }
-            Some(d) => *d.get_ref(),
-            None => 0.0,
-        };
-        let poll = self.optional_positive_duration(raw.poll.as_ref(), "poll");
-        let republish = self.duration(raw.republish.as_ref(), "republish");
-        let topic = self.topic(raw.topic.as_ref(), "topic");
-        let command_topic = self.topic(raw.command_topic.as_ref(), "command_topic");
-        Some(Register {
-            name: raw.name.into_inner(),
-            address: address?,
-            table,
-            codec: Codec {
-                kind,
-                word_order: raw.word_order.unwrap_or_default(),
-                scale,
-                offset,
-                min,
-                max,
-            },
-            unit_of_measurement: raw.unit_of_measurement,
-            writable,
-            poll,
-            publish: raw.publish,
-            deadband,
-            republish,
-            write_function,
-            topic,
-            command_topic,
-        })
-    }
-
-    fn factor(
-        &mut self,
-        value: Option<&Spanned<f64>>,
-        key: &str,
-        kind: ValueType,
-        default: f64,
-    ) -> f64 {
-        let Some(v) = value else { return default };
-        if kind == ValueType::Bool {
-            self.problem(v.span(), key, "a bool register takes no scaling");
-        } else if !v.get_ref().is_finite() {
-            self.problem(v.span(), key, "must be a finite number");
-        }
-        *v.get_ref()
-    }
-
     fn sim(
         &mut self,
         raw: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<SimValue>>>,
@@ -789,19 +548,14 @@ impl Validator<'_> {
                     continue;
                 };
                 let codec = &registers[index].codec;
-                let parsed = match *value.get_ref() {
+                let parsed = match value.get_ref().clone() {
                     SimValue::Bool(b) => Value::Bool(b),
-                    // Initial values are small; i64 -> f64 is exact where it matters.
                     SimValue::Integer(i) if codec.kind == ValueType::Bool => Value::Bool(i != 0),
-                    SimValue::Integer(i) => Value::Number(i as f64),
+                    SimValue::Integer(i) => Value::Integer(i.into()),
                     SimValue::Float(f) => Value::Number(f),
+                    SimValue::Text(text) => Value::Text(text),
                 };
-                let as_plain = Codec {
-                    min: None,
-                    max: None,
-                    ..codec.clone()
-                };
-                match as_plain.encode(parsed) {
+                match codec.encode_content(&[], &parsed) {
                     Ok(_) => set.push((index, parsed)),
                     Err(e) => self.problem(value.span(), register_name.get_ref(), e.to_string()),
                 }

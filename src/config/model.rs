@@ -254,7 +254,7 @@ pub struct Register {
 impl Register {
     /// Addresses taken: words in a register table, bits in a bit table.
     pub fn width(&self) -> u16 {
-        self.codec.kind.width()
+        self.codec.width()
     }
 
     /// One past the last address (may be 65536).
@@ -272,4 +272,8 @@ pub enum WriteFunction {
     SingleRegister,
     /// 16: several holding registers (also accepted for one).
     MultipleRegisters,
+    /// 22: a mask write, which changes one bit of a holding register in one transaction.
+    /// Without it a bit is written by reading its register and writing it back (with 6,
+    /// or 16 when `write_function = 16`).
+    MaskWrite,
 }

@@ -35,6 +35,10 @@ const REGISTER: &[&str] = &[
     "table",
     "type",
     "word_order",
+    "byte_order",
+    "length",
+    "bit",
+    "values",
     "scale",
     "offset",
     "unit_of_measurement",
@@ -87,8 +91,12 @@ const TEXT: &[&str] = &[
     "i16",
     "u32",
     "i32",
+    "u64",
+    "i64",
     "f32",
+    "f64",
     "bool",
+    "string",
     "big",
     "little",
     "even",
@@ -157,14 +165,27 @@ fn plausible(key: &str) -> BoxedStrategy<Value> {
     };
     let typed = match key {
         "qos" | "baud" | "data_bits" | "stop_bits" | "retries" | "offline_after" | "unit"
-        | "max_gap" | "max_read" | "max_read_bits" | "address" | "write_function" => {
-            integer().boxed()
-        }
+        | "max_gap" | "max_read" | "max_read_bits" | "address" | "write_function" | "length"
+        | "bit" => integer().boxed(),
         "scale" | "offset" | "min" | "max" | "deadband" => float().boxed(),
         "retain" | "writable" => any::<bool>().prop_map(Value::Boolean).boxed(),
         "table" => one_of(&["holding", "input", "coil", "discrete"]),
-        "type" => one_of(&["u16", "i16", "u32", "i32", "f32", "bool"]),
-        "word_order" => one_of(&["big", "little"]),
+        "type" => one_of(&[
+            "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64", "bool", "string",
+        ]),
+        "word_order" | "byte_order" => one_of(&["big", "little"]),
+        // Raw numbers, some out of range or not numbers, to texts, some repeated or empty.
+        "values" => prop::collection::btree_map(
+            prop::sample::select(vec!["0", "1", "2", "-1", "00", "65536", "x"]),
+            prop_oneof![
+                4 => prop::sample::select(vec!["off", "heat", "", " a", "1"])
+                    .prop_map(|s| Value::String(s.to_owned())),
+                1 => scalar(),
+            ],
+            0..4,
+        )
+        .prop_map(|t| Value::Table(t.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+        .boxed(),
         "parity" => one_of(&["none", "even", "odd"]),
         "publish" => one_of(&["always", "change"]),
         _ => text().boxed(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::codec::{ValueType, WordOrder};
+use crate::codec::{ByteOrder, ValueType, WordOrder};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,7 +120,11 @@ pub struct RawRegister {
     pub table: Option<Spanned<RawTable>>,
     #[serde(rename = "type")]
     pub kind: Option<Spanned<ValueType>>,
-    pub word_order: Option<WordOrder>,
+    pub word_order: Option<Spanned<WordOrder>>,
+    pub byte_order: Option<Spanned<ByteOrder>>,
+    pub length: Option<Spanned<i64>>,
+    pub bit: Option<Spanned<i64>>,
+    pub values: Option<Spanned<RawValues>>,
     pub scale: Option<Spanned<f64>>,
     pub offset: Option<Spanned<f64>>,
     pub unit_of_measurement: Option<String>,
@@ -137,10 +141,15 @@ pub struct RawRegister {
     pub command_topic: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+/// `values = { 0 = "off", 1 = "heat" }`: keys are TOML keys, so text until validated.
+pub type RawValues = BTreeMap<Spanned<String>, Spanned<String>>;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum SimValue {
     Bool(bool),
     Integer(i64),
     Float(f64),
+    /// A string register's text, or one of the `values`.
+    Text(String),
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::codec::Bit;
 
 fn problems(text: &str) -> Vec<Problem> {
     match parse(text, Path::new("test.toml")) {
@@ -265,4 +266,238 @@ fn timings_are_bounded_so_nothing_overflows_and_the_watchdog_is_petted() {
         "{p:?}"
     );
     assert!(p.iter().all(|p| p.message.starts_with("at most")), "{p:?}");
+}
+
+/// One register on device "a" of unit 1; its keys start on line 8.
+fn register(keys: &str) -> String {
+    format!("{BUS}[[device]]\nname = \"a\"\nunit = 1\n[[device.register]]\nname = \"r\"\n{keys}")
+}
+
+fn located(text: &str) -> Vec<(usize, String)> {
+    problems(text)
+        .into_iter()
+        .map(|p| (p.line, p.key))
+        .collect()
+}
+
+#[test]
+fn every_register_layout_of_a_manual_is_accepted() {
+    let text = format!(
+        "{BUS}[[device]]\nname = \"a\"\nunit = 1\nregister = [\n{}\n]\n",
+        [
+            r#"{ name = "serial", address = 0, type = "string", length = 8 }"#,
+            r#"{ name = "model", address = 8, length = 4, byte_order = "little", writable = true }"#,
+            r#"{ name = "energy", address = 20, type = "u64", word_order = "little" }"#,
+            r#"{ name = "offset", address = 24, type = "i64", scale = 0.001 }"#,
+            r#"{ name = "ratio", address = 28, type = "f64", byte_order = "little" }"#,
+            r#"{ name = "swapped", address = 32, type = "i16", byte_order = "little" }"#,
+            r#"{ name = "ready", address = 40, bit = 0 }"#,
+            r#"{ name = "heating", address = 40, type = "bool", bit = 3, writable = true, write_function = 22 }"#,
+            r#"{ name = "pump", address = 40, bit = 4, writable = true }"#,
+            r#"{ name = "alarm", address = 40, table = "input", bit = 15 }"#,
+            r#"{ name = "mode", address = 41, values = { 0 = "off", 1 = "heat", 2 = "cool" }, writable = true }"#,
+            r#"{ name = "level", address = 42, type = "i32", values = { -1 = "low", 65536 = "high" } }"#,
+        ]
+        .join(",\n")
+    );
+    let config = parse(&text, Path::new("t")).unwrap();
+    let r = &config.devices[0].registers;
+    assert_eq!((r[0].codec.kind, r[0].width()), (ValueType::String, 8));
+    assert_eq!(r[0].write_function, WriteFunction::MultipleRegisters);
+    assert_eq!((r[1].codec.kind, r[1].width()), (ValueType::String, 4));
+    assert_eq!(r[2].width(), 4);
+    assert_eq!(r[6].codec.kind, ValueType::Bool);
+    assert_eq!(r[6].codec.bit.map(Bit::get), Some(0));
+    assert_eq!(r[7].write_function, WriteFunction::MaskWrite);
+    // Without 22, a bit is read, changed and written back with function 6.
+    assert_eq!(r[8].write_function, WriteFunction::SingleRegister);
+    let texts: Vec<&str> = r[10]
+        .codec
+        .values
+        .as_ref()
+        .unwrap()
+        .entries()
+        .iter()
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert_eq!(texts, ["off", "heat", "cool"]);
+    assert_eq!(
+        r[11].codec.values.as_ref().unwrap().entries()[1],
+        (65536, "high".to_owned())
+    );
+}
+
+#[test]
+fn a_broken_variant_of_every_new_key_names_file_line_and_key() {
+    // (keys of the register, from line 8 on; the line and key of the problem)
+    let cases: &[(&str, usize, &str)] = &[
+        ("address = 0\ntype = \"u128\"\n", 9, "type"),
+        ("address = 0\nword_order = \"little\"\n", 9, "word_order"),
+        (
+            "address = 0\ntype = \"bool\"\nword_order = \"little\"\n",
+            10,
+            "word_order",
+        ),
+        (
+            "address = 0\nlength = 2\nword_order = \"big\"\n",
+            10,
+            "word_order",
+        ),
+        ("address = 0\nword_order = \"middle\"\n", 9, "word_order"),
+        ("address = 0\nbyte_order = \"middle\"\n", 9, "byte_order"),
+        (
+            "address = 0\ntable = \"coil\"\nbyte_order = \"little\"\n",
+            10,
+            "byte_order",
+        ),
+        ("address = 0\ntype = \"string\"\n", 9, "type"),
+        ("address = 0\ntype = \"string\"\nlength = 0\n", 10, "length"),
+        ("address = 0\nlength = 124\n", 9, "length"),
+        ("address = 0\ntype = \"u32\"\nlength = 2\n", 10, "length"),
+        ("address = 0\nlength = 2\nscale = 0.1\n", 10, "scale"),
+        (
+            "address = 0\nlength = 2\nwritable = true\nwrite_function = 6\n",
+            11,
+            "write_function",
+        ),
+        ("address = 0\nbit = 16\n", 9, "bit"),
+        ("address = 0\nbit = -1\n", 9, "bit"),
+        ("address = 0\nbit = 3\ntype = \"u16\"\n", 9, "bit"),
+        ("address = 0\ntable = \"coil\"\nbit = 3\n", 10, "bit"),
+        ("address = 0\nbit = \"3\"\n", 9, "bit"),
+        ("address = 0\nbit = 3\nmin = 0\n", 10, "min"),
+        (
+            "address = 0\nwritable = true\nwrite_function = 22\n",
+            10,
+            "write_function",
+        ),
+        (
+            "address = 0\ntable = \"coil\"\nwritable = true\nwrite_function = 22\n",
+            11,
+            "write_function",
+        ),
+        (
+            "address = 0\nbit = 1\nwritable = true\nwrite_function = 5\n",
+            11,
+            "write_function",
+        ),
+        (
+            "address = 0\ntype = \"f32\"\nvalues = { 0 = \"off\" }\n",
+            10,
+            "values",
+        ),
+        (
+            "address = 0\ntype = \"bool\"\nvalues = { 0 = \"off\" }\n",
+            10,
+            "values",
+        ),
+        ("address = 0\nvalues = {}\n", 9, "values"),
+        ("address = 0\nvalues = { x = \"off\" }\n", 9, "x"),
+        ("address = 0\nvalues = { 70000 = \"off\" }\n", 9, "70000"),
+        (
+            "address = 0\ntype = \"i16\"\nvalues = { -40000 = \"off\" }\n",
+            10,
+            "-40000",
+        ),
+        (
+            "address = 0\nvalues = { 0 = \"off\", 1 = \"off\" }\n",
+            9,
+            "1",
+        ),
+        (
+            "address = 0\nvalues = { 0 = \"off\", 00 = \"zero\" }\n",
+            9,
+            "00",
+        ),
+        ("address = 0\nvalues = { 0 = \"\" }\n", 9, "0"),
+        ("address = 0\nvalues = { 0 = \"1\" }\n", 9, "0"),
+        ("address = 0\nvalues = { 0 = 1 }\n", 9, "values"),
+        (
+            "address = 0\nvalues = { 0 = \"off\" }\nscale = 10\n",
+            10,
+            "scale",
+        ),
+        (
+            "address = 0\nvalues = { 0 = \"off\" }\nmax = 1\n",
+            10,
+            "max",
+        ),
+        ("address = 0\ntype = \"u64\"\nmax = inf\n", 10, "max"),
+        (
+            "address = 0\ntype = \"bool\"\ndeadband = 1\n",
+            10,
+            "deadband",
+        ),
+    ];
+    for &(keys, line, key) in cases {
+        let text = register(keys);
+        let p = problems(&text);
+        assert!(
+            p.iter().any(|p| (p.line, p.key.as_str()) == (line, key)),
+            "{keys:?}: expected line {line} `{key}`, got {p:?}"
+        );
+        let error = parse(&text, Path::new("/etc/rtu2mqtt/x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("/etc/rtu2mqtt/x.toml:{line}:")),
+            "{error}"
+        );
+        assert!(error.contains(&format!("`{key}`")), "{error}");
+    }
+}
+
+#[test]
+fn values_written_as_a_table_of_their_own_name_the_entry() {
+    let text = register("address = 0\n[device.register.values]\n0 = \"off\"\nheat = 1\n");
+    assert_eq!(located(&text), [(11, "heat".to_owned())]);
+}
+
+#[test]
+fn bits_of_one_register_may_share_it_but_nothing_else_may() {
+    let head = format!("{BUS}[[device]]\nname = \"a\"\nunit = 1\nmax_read = 2\n");
+    let entry = |name: &str, keys: &str| {
+        format!("[[device.register]]\nname = \"{name}\"\naddress = 5\n{keys}")
+    };
+    // Different bits, writable or not: one register read once.
+    let bits = format!(
+        "{head}{}{}",
+        entry("b0", "bit = 0\nwritable = true\n"),
+        entry("b1", "bit = 1\nwritable = true\n")
+    );
+    let config = parse(&bits, Path::new("t")).unwrap();
+    assert_eq!(crate::plan::plan(&config.devices).len(), 1);
+    // The same bit twice, one writable: a real overlap.
+    let same = format!("{bits}{}", entry("again", "bit = 1\n"));
+    assert_eq!(located(&same), [(19, "address".to_owned())]);
+    // A writable whole register under bits of it.
+    let whole = format!("{bits}{}", entry("word", ""));
+    assert_eq!(located(&whole), [(19, "address".to_owned())]);
+    // Bits of one register polled apart would need two reads.
+    let apart = format!("{bits}{}", entry("slow", "bit = 2\npoll = \"10s\"\n"));
+    assert_eq!(located(&apart), [(20, "bit".to_owned())]);
+    // A value wider than a read can carry.
+    let wide = format!("{head}{}", entry("wide", "type = \"u64\"\n"));
+    assert_eq!(located(&wide), [(10, "type".to_owned())]);
+}
+
+#[test]
+fn sim_values_of_every_layout_are_checked_like_commands() {
+    let text = format!(
+        "{BUS}[[device]]\nname = \"a\"\nunit = 1\nregister = [\n\
+         {{ name = \"label\", address = 0, length = 1 }},\n\
+         {{ name = \"mode\", address = 1, values = {{ 0 = \"off\", 1 = \"heat\" }} }},\n\
+         {{ name = \"flag\", address = 2, bit = 3 }},\n\
+         {{ name = \"count\", address = 3 }},\n\
+         ]\n[sim.a]\nlabel = \"abc\"\nmode = \"dry\"\nflag = \"on\"\ncount = \"five\"\n"
+    );
+    let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
+    assert_eq!(keys, ["count", "flag", "label", "mode"]);
+    let fine = text
+        .replace("\"abc\"", "\"ab\"")
+        .replace("\"dry\"", "7")
+        .replace("\"on\"", "true")
+        .replace("\"five\"", "5");
+    let config = parse(&fine, Path::new("t")).unwrap();
+    assert_eq!(config.sim[0].values.len(), 4);
 }

@@ -5,8 +5,9 @@ use std::time::Duration;
 use crate::bus::{WriteData, WriteRequest};
 use crate::config::{Config, WriteFunction};
 
-/// Longest command payload read; anything longer is refused unread.
-pub const MAX_PAYLOAD: usize = 64;
+/// Longest command payload read; anything longer is refused unread. The longest string
+/// register (123 registers, 246 bytes) fits.
+pub const MAX_PAYLOAD: usize = 256;
 
 /// A write ready for the bus, and which register it serves.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,11 +33,24 @@ pub fn parse(
         return Err(format!("{}/{} is read-only", d.name, r.name));
     }
     let value = r.codec.parse(text).map_err(|e| e.to_string())?;
-    let words = r.codec.encode(value).map_err(|e| e.to_string())?;
-    let data = match (r.write_function, words.as_slice()) {
-        (WriteFunction::SingleCoil, [word, ..]) => WriteData::Coil(*word != 0),
-        (WriteFunction::SingleRegister, [word]) => WriteData::Register(*word),
-        _ => WriteData::Registers(words),
+    let data = if r.codec.bit.is_some() {
+        // Only its bit changes: the bus reads the register and writes it back in one turn,
+        // or the device does it (function 22).
+        let mask = r.codec.mask_write(&value).map_err(|e| e.to_string())?;
+        match r.write_function {
+            WriteFunction::MaskWrite => WriteData::Mask(mask),
+            function => WriteData::MaskByRewrite {
+                mask,
+                multiple: function == WriteFunction::MultipleRegisters,
+            },
+        }
+    } else {
+        let words = r.codec.encode(&value).map_err(|e| e.to_string())?;
+        match (r.write_function, words.as_slice()) {
+            (WriteFunction::SingleCoil, [word, ..]) => WriteData::Coil(*word != 0),
+            (WriteFunction::SingleRegister, [word]) => WriteData::Register(*word),
+            _ => WriteData::Registers(words),
+        }
     };
     Ok(Command {
         device,
@@ -177,6 +191,51 @@ mod tests {
     }
 
     #[test]
+    fn strings_enumerations_and_bits_become_writes_or_reasons() {
+        let config = crate::config::parse(
+            r#"
+bus = { port = "/dev/null" }
+[[device]]
+name = "d"
+unit = 7
+register = [
+  { name = "label", address = 0, length = 2, writable = true },
+  { name = "mode", address = 2, values = { 0 = "off", 1 = "heat", 2 = "cool" }, writable = true },
+  { name = "heating", address = 3, bit = 3, writable = true, write_function = 22 },
+]
+"#,
+            std::path::Path::new("t"),
+        )
+        .unwrap();
+        let command = |register, payload: &[u8]| parse(&config, Some((0, register)), "t", payload);
+        // A string is written with function 16 whatever its length, padded with NULs.
+        assert_eq!(
+            command(0, b"AB ").unwrap().write.data,
+            WriteData::Registers(vec![0x4142, 0x2000])
+        );
+        let refused = command(0, b"ABCDE").unwrap_err();
+        assert!(refused.contains("5 bytes of text do not fit"), "{refused}");
+        // An enumeration by text or by number; anything else refused with what it takes.
+        for payload in [&b"cool"[..], b"2"] {
+            assert_eq!(
+                command(1, payload).unwrap().write.data,
+                WriteData::Register(2)
+            );
+        }
+        let refused = command(1, b"dry").unwrap_err();
+        assert_eq!(refused, "\"dry\" is not one of off (0), heat (1), cool (2)");
+        assert!(command(1, b"3").is_err());
+        // A bit is never written over its whole register: function 22 changes it alone.
+        assert_eq!(
+            command(2, b"on").unwrap().write.data,
+            WriteData::Mask(crate::codec::MaskWrite {
+                and_mask: !(1 << 3),
+                or_mask: 1 << 3
+            })
+        );
+    }
+
+    #[test]
     fn quote_cuts_long_payloads() {
         assert_eq!(quote(b"abc"), "abc");
         let long = quote(&[b'x'; 1000]);
@@ -211,6 +270,15 @@ register = [
   { name = "signed", address = 11, type = "i16", scale = -0.25, offset = 3, writable = true },
   { name = "relay", address = 0, table = "coil", writable = true },
   { name = "input", address = 0, table = "input" },
+  { name = "counter", address = 12, type = "u64", writable = true },
+  { name = "balance", address = 16, type = "i64", word_order = "little", min = -1e18, writable = true },
+  { name = "precise", address = 20, type = "f64", word_order = "little", byte_order = "little", scale = 0.001, writable = true },
+  { name = "swapped", address = 24, byte_order = "little", writable = true },
+  { name = "label", address = 25, type = "string", length = 3, writable = true },
+  { name = "label_swapped", address = 28, length = 2, byte_order = "little", writable = true },
+  { name = "mode", address = 30, values = { 0 = "off", 1 = "heat", 2 = "cool" }, writable = true },
+  { name = "level", address = 31, type = "i32", word_order = "little", values = { -1 = "low", 65536 = "high" }, writable = true },
+  { name = "flag_bit", address = 33, bit = 4, writable = true, write_function = 22 },
 ]
 "#;
 
@@ -263,6 +331,17 @@ register = [
             "²",
             "on",
             "OFF",
+            "heat",
+            "cool",
+            "low",
+            "high",
+            "SN-42",
+            "abcdefg",
+            "°C",
+            "9007199254740993",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
             "true",
             "False",
             "yes",
@@ -309,22 +388,58 @@ register = [
                     prop_assert_eq!(command.write.unit, device.unit);
                     prop_assert_eq!(command.write.address, register.address);
                     let codec = &register.codec;
+                    let sent = std::str::from_utf8(&payload).unwrap();
+                    let text = sent.trim();
                     let words = match (&command.write.data, register.table) {
                         (WriteData::Coil(on), Table::Coil) => vec![u16::from(*on)],
                         (WriteData::Register(word), Table::Holding) => vec![*word],
                         (WriteData::Registers(words), Table::Holding) => words.clone(),
+                        (
+                            WriteData::Mask(mask) | WriteData::MaskByRewrite { mask, .. },
+                            Table::Holding,
+                        ) => {
+                            // A bit changes its bit alone, whatever the word holds (issue
+                            // 15: a status word of 240 became 1).
+                            prop_assert!(codec.bit.is_some());
+                            let expected = ["on", "true", "1"].contains(&text.to_ascii_lowercase().as_str());
+                            for word in [0, 0xFFFF, 0xA001, 240] {
+                                let new = mask.apply(word);
+                                prop_assert!((new ^ word).count_ones() <= 1, "{word:#x} -> {new:#x}");
+                                prop_assert_eq!(codec.decode(&[new]), Ok(Value::Bool(expected)));
+                            }
+                            continue;
+                        }
                         (data, table) => panic!("{data:?} written to the {table:?} table"),
                     };
-                    prop_assert_eq!(words.len(), usize::from(codec.kind.width()));
-                    let text = std::str::from_utf8(&payload).unwrap().trim();
+                    prop_assert_eq!(words.len(), usize::from(codec.width()));
+                    prop_assert!(codec.bit.is_none());
                     match codec.decode(&words) {
-                        Some(Value::Bool(on)) => {
+                        Ok(Value::Bool(on)) => {
                             let word = text.to_ascii_lowercase();
                             let expected = ["on", "true", "1"].contains(&word.as_str());
                             prop_assert_eq!(on, expected, "{:?} written as {}", text, on);
                         }
-                        Some(Value::Number(written)) => {
+                        Ok(Value::Text(written)) if codec.values.is_some() => {
+                            // By its text, or by its raw number.
+                            let raw = codec.values.as_ref().and_then(|values| {
+                                values.entries().iter().find(|(_, t)| *t == written).map(|(r, _)| *r)
+                            });
+                            let asked = text.parse::<f64>().ok();
+                            prop_assert!(
+                                written == text || asked == raw.map(|r| r as f64),
+                                "{text:?} written as {written:?}"
+                            );
+                        }
+                        Ok(Value::Text(written)) => {
+                            prop_assert_eq!(written.as_str(), sent.trim_end_matches(['\0', ' ']));
+                        }
+                        Ok(Value::Integer(written)) if text.parse::<i128>().is_ok() => {
+                            prop_assert_eq!(Ok(written), text.parse::<i128>());
+                            prop_assert!(codec.min.is_none_or(|min| written as f64 >= min));
+                        }
+                        Ok(written) => {
                             // The payload as a number, and what the register holds of it.
+                            let written = written.as_f64().unwrap();
                             let asked: f64 = text.parse().unwrap();
                             prop_assert!(written.is_finite());
                             prop_assert!(
@@ -343,7 +458,7 @@ register = [
                                 prop_assert!(raw.abs() <= f64::from(f32::MAX));
                             }
                         }
-                        None => panic!("{words:?} do not decode"),
+                        Err(e) => panic!("{words:?} do not decode: {e}"),
                     }
                 }
             }

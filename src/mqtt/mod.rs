@@ -62,14 +62,14 @@ impl RegisterState {
     /// Whether a message on the register's shared state and command topic is our own
     /// publish coming back, or the value last published there (ioBroker sends states
     /// back with `ack`, and replays them when it reconnects): then it is no command.
-    fn is_own_state(&mut self, text: &str, value: Option<Value>) -> bool {
+    fn is_own_state(&mut self, text: &str, value: Option<&Value>) -> bool {
         self.echoes.retain(|(_, at)| at.elapsed() < ECHO_WAIT);
         if let Some(at) = self.echoes.iter().position(|(echo, _)| echo == text) {
             self.echoes.remove(at);
             return true;
         }
         match (&self.published, value) {
-            (Some((last, last_text, _)), value) => last_text == text || value == Some(*last),
+            (Some((last, last_text, _)), value) => last_text == text || value == Some(last),
             (None, _) => false,
         }
     }
@@ -396,8 +396,8 @@ impl Bridge {
         // A new session: everything current goes out again for new subscribers.
         for d in 0..self.registers.len() {
             for r in 0..self.registers[d].len() {
-                if let Some(value) = self.registers[d][r].latest {
-                    let text = self.config.devices[d].registers[r].codec.format(value);
+                if let Some(value) = self.registers[d][r].latest.clone() {
+                    let text = self.config.devices[d].registers[r].codec.format(&value);
                     self.publish_value(d, r, value, text, false);
                 }
             }
@@ -436,12 +436,17 @@ impl Bridge {
                 device,
                 registers,
                 error,
-            } => self.report_read(device, &registers, &error.to_string()),
+            } => self.report_read(device, &registers, &error),
+            Event::NotAValue {
+                device,
+                register,
+                error,
+            } => self.report_read(device, &[register], &error),
             Event::SetAside { device, registers } => {
                 self.report_read(
                     device,
                     &registers,
-                    "the device refuses it even alone (exception 2, illegal data address); set aside, tried again every 10 minutes",
+                    &"the device refuses it even alone (exception 2, illegal data address); set aside, tried again every 10 minutes",
                 );
                 self.set_aside
                     .extend(registers.into_iter().map(|r| (device, r)));
@@ -466,7 +471,7 @@ impl Bridge {
     }
 
     /// Says on `bridge/error` that reading some registers of a device failed.
-    fn report_read(&self, device: usize, registers: &[usize], error: &str) {
+    fn report_read(&self, device: usize, registers: &[usize], error: &dyn std::fmt::Display) {
         let d = &self.config.devices[device];
         let names: Vec<&str> = registers
             .iter()
@@ -492,14 +497,14 @@ impl Bridge {
         asked: bool,
     ) -> bool {
         let spec = &self.config.devices[device].registers[register];
-        let text = spec.codec.format(value);
+        let text = spec.codec.format(&value);
         let state = &mut self.registers[device][register];
-        state.latest = Some(value);
+        state.latest = Some(value.clone());
         let due = match (&state.published, spec.publish) {
             _ if asked => true,
             (None, _) | (_, PublishMode::Always) => true,
             (Some((last, last_text, at)), PublishMode::Change) => {
-                changed(*last, last_text, value, &text, spec.deadband)
+                changed(last, last_text, &value, &text, spec.deadband)
                     || spec.republish.is_some_and(|every| at.elapsed() >= every)
             }
         };
@@ -595,7 +600,7 @@ impl Bridge {
                 let value = std::str::from_utf8(payload)
                     .ok()
                     .and_then(|text| self.config.devices[d].registers[r].codec.parse(text).ok());
-                if retained || self.registers[d][r].is_own_state(&quoted, value) {
+                if retained || self.registers[d][r].is_own_state(&quoted, value.as_ref()) {
                     tracing::debug!(topic, payload = %quoted, retained, "state, not a command");
                     return;
                 }
@@ -684,9 +689,10 @@ fn availability(online: bool) -> String {
 }
 
 /// Whether a new value differs from the last published one by more than the deadband.
-fn changed(last: Value, last_text: &str, new: Value, new_text: &str, deadband: f64) -> bool {
-    match (last, new) {
-        (Value::Number(a), Value::Number(b)) if deadband > 0.0 => (a - b).abs() > deadband,
+/// Bools and texts (strings, `values`) change when their text does.
+fn changed(last: &Value, last_text: &str, new: &Value, new_text: &str, deadband: f64) -> bool {
+    match (last.as_f64(), new.as_f64()) {
+        (Some(a), Some(b)) if deadband > 0.0 => (a - b).abs() > deadband,
         _ => last_text != new_text,
     }
 }
@@ -698,16 +704,20 @@ mod tests {
     #[test]
     fn deadband_decides_what_is_a_change() {
         let n = Value::Number;
-        assert!(!changed(n(21.5), "21.5", n(21.5), "21.5", 0.0));
-        assert!(changed(n(21.5), "21.5", n(21.6), "21.6", 0.0));
-        assert!(!changed(n(21.5), "21.5", n(21.9), "21.9", 0.5));
-        assert!(changed(n(21.5), "21.5", n(22.1), "22.1", 0.5));
-        assert!(changed(
-            Value::Bool(true),
-            "true",
-            Value::Bool(false),
-            "false",
-            0.5
-        ));
+        assert!(!changed(&n(21.5), "21.5", &n(21.5), "21.5", 0.0));
+        assert!(changed(&n(21.5), "21.5", &n(21.6), "21.6", 0.0));
+        assert!(!changed(&n(21.5), "21.5", &n(21.9), "21.9", 0.5));
+        assert!(changed(&n(21.5), "21.5", &n(22.1), "22.1", 0.5));
+        let bools = (Value::Bool(true), Value::Bool(false));
+        assert!(changed(&bools.0, "true", &bools.1, "false", 0.5));
+        // Exact integers have deadbands too; texts change when the text does.
+        let i = Value::Integer;
+        assert!(!changed(&i(1000), "1000", &i(1003), "1003", 5.0));
+        assert!(changed(&i(1000), "1000", &i(1006), "1006", 5.0));
+        let text = |t: &str| Value::Text(t.to_owned());
+        assert!(changed(&text("heat"), "heat", &text("cool"), "cool", 5.0));
+        assert!(!changed(&text("heat"), "heat", &text("heat"), "heat", 0.0));
+        // An enumeration's unknown raw number next to a text.
+        assert!(changed(&text("heat"), "heat", &i(7), "7", 5.0));
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::codec::MaskWrite;
 use crate::config::Table;
 
 pub use crate::bus::framing::{crc_ok, with_crc};
@@ -29,6 +30,7 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
     };
     let len = match function {
         1..=6 => 8,
+        22 => 10,
         15 | 16 => match buf.get(6) {
             Some(&byte_count) => 9 + usize::from(byte_count),
             None => return Parsed::Incomplete,
@@ -124,6 +126,16 @@ impl Memory {
         };
     }
 
+    /// An address's content; a bit reads as 0 or 1.
+    pub fn get(&self, table: Table, address: u16) -> Option<u16> {
+        match table {
+            Table::Coil => self.coils.get(&address).map(|on| u16::from(*on)),
+            Table::Discrete => self.discrete.get(&address).map(|on| u16::from(*on)),
+            Table::Holding => self.holding.get(&address).copied(),
+            Table::Input => self.input.get(&address).copied(),
+        }
+    }
+
     /// Executes the request PDU (function code first) and returns the response PDU, or the
     /// exception code to answer with.
     pub fn execute(&mut self, pdu: &[u8]) -> Result<Vec<u8>, u8> {
@@ -132,6 +144,7 @@ impl Memory {
         };
         match function {
             1..=6 if pdu.len() != 5 => Err(ILLEGAL_DATA_VALUE),
+            22 if pdu.len() != 7 => Err(ILLEGAL_DATA_VALUE),
             15 | 16 if pdu.len() < 6 => Err(ILLEGAL_DATA_VALUE),
             1 => read_bits(&self.coils, be(pdu, 1), be(pdu, 3), function),
             2 => read_bits(&self.discrete, be(pdu, 1), be(pdu, 3), function),
@@ -159,6 +172,18 @@ impl Memory {
                 Ok(pdu.to_vec())
             }
             15 | 16 => self.write_multiple(pdu),
+            22 => {
+                let register = self
+                    .holding
+                    .get_mut(&be(pdu, 1))
+                    .ok_or(ILLEGAL_DATA_ADDRESS)?;
+                let masks = MaskWrite {
+                    and_mask: be(pdu, 3),
+                    or_mask: be(pdu, 5),
+                };
+                *register = masks.apply(*register);
+                Ok(pdu.to_vec())
+            }
             _ => Err(ILLEGAL_FUNCTION),
         }
     }
@@ -250,6 +275,31 @@ mod tests {
     }
 
     #[test]
+    fn mask_write_changes_the_bits_it_names_alone() {
+        // A status word 0xA001 and bit 3 switched on: 0xA009, nothing else changed.
+        let mut m = Memory::default();
+        m.holding.insert(7, 0xA001);
+        let on = [22, 0, 7, 0xFF, 0xF7, 0x00, 0x08];
+        assert_eq!(m.execute(&on), Ok(on.to_vec()));
+        assert_eq!(m.holding[&7], 0xA009);
+        // Bit 15 off.
+        assert_eq!(m.execute(&[22, 0, 7, 0x7F, 0xFF, 0, 0]).map(drop), Ok(()));
+        assert_eq!(m.holding[&7], 0x2009);
+        // The example of the Modbus specification: 0x12 AND 0xF2 OR 0x25 -> 0x17.
+        m.holding.insert(4, 0x12);
+        assert!(m.execute(&[22, 0, 4, 0, 0xF2, 0, 0x25]).is_ok());
+        assert_eq!(m.holding[&4], 0x17);
+        assert_eq!(
+            m.execute(&[22, 0, 9, 0, 0, 0, 0]),
+            Err(ILLEGAL_DATA_ADDRESS)
+        );
+        assert_eq!(m.execute(&[22, 0, 7, 0, 0]), Err(ILLEGAL_DATA_VALUE));
+        let frame = with_crc(vec![10, 22, 0, 7, 0xFF, 0xF7, 0, 8]);
+        assert_eq!(parse_request(&frame), Parsed::Frame(10));
+        assert_eq!(parse_request(&frame[..9]), Parsed::Incomplete);
+    }
+
+    #[test]
     fn short_pdus_are_refused_not_indexed() {
         // Found by prop_frame_execute_answers_every_pdu: an empty PDU and a write-multiple
         // PDU of 5 bytes, [16, 0, 0, 0, 1], indexed past their end.
@@ -281,7 +331,9 @@ mod props {
                 let count = u8::try_from(data.len()).unwrap_or(u8::MAX);
                 [vec![unit, function], head, vec![count], data].concat()
             });
-        prop_oneof![fixed, multiple].prop_map(with_crc)
+        let mask = (any::<u8>(), prop::collection::vec(any::<u8>(), 6))
+            .prop_map(|(unit, rest)| [vec![unit, 22], rest].concat());
+        prop_oneof![fixed, multiple, mask].prop_map(with_crc)
     }
 
     /// What a line carries: requests, noise, truncated frames and frames with a bad CRC.
@@ -333,7 +385,7 @@ mod props {
     /// Requests for the addresses a memory has, and any bytes at all.
     fn pdu() -> impl Strategy<Value = Vec<u8>> {
         let request = (
-            prop_oneof![1u8..=6, Just(15), Just(16), any::<u8>()],
+            prop_oneof![1u8..=6, Just(15), Just(16), Just(22), any::<u8>()],
             0u16..48,
             prop_oneof![0u16..130, Just(2000), any::<u16>()],
             prop::collection::vec(any::<u8>(), 0..12),
@@ -380,7 +432,7 @@ mod props {
                             prop_assert_eq!(usize::from(answer[1]), 2 * count);
                             prop_assert_eq!(answer.len(), 2 + 2 * count);
                         }
-                        5 | 6 => prop_assert_eq!(&answer, &pdu),
+                        5 | 6 | 22 => prop_assert_eq!(&answer, &pdu),
                         15 | 16 => prop_assert_eq!(&answer, &pdu[..5]),
                         other => prop_assert!(false, "function {other} answered {answer:?}"),
                     }

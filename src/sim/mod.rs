@@ -66,9 +66,9 @@ pub struct Seen {
     pub unit: u8,
     pub function: u8,
     pub address: u16,
-    /// Read count or written quantity; for 5 and 6 the value written.
+    /// Read count or written quantity; for 5 and 6 the value written; for 22 the AND mask.
     pub count: u16,
-    /// Registers written by 6 or 16 (coils by 5 as 0/1).
+    /// Registers written by 6 or 16 (coils by 5 as 0/1); for 22 the AND and OR masks.
     pub values: Vec<u16>,
     /// When the whole request had arrived.
     pub at: Instant,
@@ -119,11 +119,16 @@ impl Simulator {
                 let device = &config.devices[initial.device];
                 for (index, value) in &initial.values {
                     let register = &device.registers[*index];
+                    let memory = state.units.entry(device.unit.get()).or_default();
+                    // A bit is set in the word the other bits of it share.
+                    let current: Vec<u16> = (register.address..)
+                        .take(usize::from(register.width()))
+                        .map(|address| memory.get(register.table, address).unwrap_or(0))
+                        .collect();
                     // Validation encoded these already.
-                    let Ok(words) = register.codec.encode(*value) else {
+                    let Ok(words) = register.codec.encode_content(&current, value) else {
                         continue;
                     };
-                    let memory = state.units.entry(device.unit.get()).or_default();
                     for (address, word) in (register.address..).zip(words) {
                         memory.set(register.table, address, word);
                     }
@@ -501,6 +506,7 @@ fn seen(unit: u8, pdu: &[u8]) -> Seen {
     let values = match function {
         5 => vec![u16::from(word(3) == 0xFF00)],
         6 => vec![word(3)],
+        22 => vec![word(3), word(5)],
         16 => pdu
             .get(6..)
             .unwrap_or_default()
@@ -545,4 +551,130 @@ async fn sleep_precisely(duration: Duration) {
 
 async fn idle() {
     tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Value;
+
+    /// Every layout of issue 15 on one unit, with `[sim]` values for each.
+    const LAYOUTS: &str = r#"
+bus = { port = "/dev/null" }
+[[device]]
+name = "d"
+unit = 5
+register = [
+  { name = "serial", address = 0, type = "string", length = 4 },
+  { name = "model", address = 4, type = "string", length = 3, byte_order = "little", writable = true },
+  { name = "energy", address = 10, type = "u64" },
+  { name = "energy_le", address = 14, type = "u64", word_order = "little" },
+  { name = "offset", address = 18, type = "i64", word_order = "little" },
+  { name = "ratio", address = 22, type = "f64" },
+  { name = "ratio_le", address = 26, type = "f64", word_order = "little", byte_order = "little" },
+  { name = "swapped", address = 30, byte_order = "little" },
+  { name = "ready", address = 31, bit = 0 },
+  { name = "heating", address = 31, bit = 3, writable = true, write_function = 22 },
+  { name = "alarm", address = 31, bit = 15 },
+  { name = "mode", address = 32, values = { 0 = "off", 1 = "heat", 2 = "cool" }, writable = true },
+  { name = "odd_mode", address = 33, values = { 0 = "off" } },
+]
+[sim.d]
+serial = "SN-42"
+model = "X1"
+energy = 9007199254740993
+energy_le = 1234567890123
+offset = -2
+ratio = 0.1
+ratio_le = -3.4e38
+swapped = 0x1234
+ready = true
+heating = false
+alarm = 1
+mode = "cool"
+odd_mode = 7
+"#;
+
+    fn layouts() -> (Config, Simulator) {
+        let config = crate::config::parse(LAYOUTS, std::path::Path::new("t")).unwrap();
+        let sim = Simulator::from_config(&config);
+        (config, sim)
+    }
+
+    /// What the gateway would read of a register from the simulated unit.
+    fn read(config: &Config, sim: &Simulator, name: &str) -> Value {
+        let register = config.devices[0]
+            .registers
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap();
+        let words: Vec<u16> = (register.address..)
+            .take(usize::from(register.width()))
+            .map(|a| sim.holding(5, a).unwrap())
+            .collect();
+        register.codec.decode(&words).unwrap()
+    }
+
+    #[test]
+    fn serves_every_layout_from_sim_values() {
+        let (config, sim) = layouts();
+        let text = |t: &str| Value::Text(t.to_owned());
+        assert_eq!(read(&config, &sim, "serial"), text("SN-42"));
+        assert_eq!(sim.holding(5, 0), Some(0x534E));
+        assert_eq!(read(&config, &sim, "model"), text("X1"));
+        assert_eq!(
+            sim.holding(5, 4),
+            Some(0x3158),
+            "'X' '1' with the bytes swapped"
+        );
+        assert_eq!(
+            read(&config, &sim, "energy"),
+            Value::Integer(9_007_199_254_740_993)
+        );
+        assert_eq!(sim.holding(5, 13), Some(1), "the low word last");
+        assert_eq!(
+            read(&config, &sim, "energy_le"),
+            Value::Integer(1_234_567_890_123)
+        );
+        assert_eq!(read(&config, &sim, "offset"), Value::Integer(-2));
+        assert_eq!(sim.holding(5, 18), Some(0xFFFE), "the low word first");
+        assert_eq!(read(&config, &sim, "ratio"), Value::Number(0.1));
+        assert_eq!(read(&config, &sim, "ratio_le"), Value::Number(-3.4e38));
+        assert_eq!(read(&config, &sim, "swapped"), Value::Integer(0x1234));
+        assert_eq!(sim.holding(5, 30), Some(0x3412));
+        // Three bits of one word: 0x8001.
+        assert_eq!(sim.holding(5, 31), Some(0x8001));
+        assert_eq!(read(&config, &sim, "heating"), Value::Bool(false));
+        assert_eq!(read(&config, &sim, "mode"), text("cool"));
+        assert_eq!(sim.holding(5, 32), Some(2));
+        // A raw value the table does not name can be served, to see it published.
+        assert_eq!(read(&config, &sim, "odd_mode"), Value::Integer(7));
+    }
+
+    #[test]
+    fn function_22_and_function_16_change_what_is_served() {
+        let (config, sim) = layouts();
+        // Bit 3 on by a mask write: the other bits stay.
+        let (answer, _) = sim
+            .answer_pdu(5, &[22, 0, 31, 0xFF, 0xF7, 0, 0x08])
+            .unwrap();
+        assert_eq!(answer, [22, 0, 31, 0xFF, 0xF7, 0, 0x08]);
+        assert_eq!(sim.holding(5, 31), Some(0x8009));
+        assert_eq!(read(&config, &sim, "heating"), Value::Bool(true));
+        assert_eq!(read(&config, &sim, "alarm"), Value::Bool(true));
+        let seen = sim.seen();
+        assert_eq!(
+            (seen[0].function, seen[0].values.clone()),
+            (22, vec![0xFFF7, 0x0008])
+        );
+        // A string written with function 16, padded with NULs.
+        let model = &config.devices[0].registers[1];
+        let words = model.codec.encode(&Value::Text("Y25".into())).unwrap();
+        let mut pdu = vec![16, 0, 4, 0, 3, 6];
+        pdu.extend(words.iter().flat_map(|w| w.to_be_bytes()));
+        let (answer, _) = sim.answer_pdu(5, &pdu).unwrap();
+        assert_eq!(answer, [16, 0, 4, 0, 3]);
+        assert_eq!(read(&config, &sim, "model"), Value::Text("Y25".into()));
+        assert_eq!(sim.holding(5, 6), Some(0));
+    }
 }

@@ -1,0 +1,168 @@
+//! Every register a manual lists (issue 15): bits, strings, 64-bit values, byte order,
+//! enumerations and values that are not values, between the simulated slave on a
+//! pseudo-terminal, a real broker and the gateway process. Writing a bit (read-modify-write
+//! or function 22) is the bus's, and tested there.
+
+use std::time::Duration;
+
+use rtu2mqtt::config::Table;
+use rtu2mqtt::sim::Seen;
+
+use crate::util::{Broker, GatewayProcess, Watcher, config_on, small_config, start_sim};
+
+const ERRORS: &str = "rtu2mqtt/bridge/error";
+
+/// One read of 37 registers on unit 1 holds every layout.
+const REGISTERS: &str = r#"register = [
+  { name = "ready", address = 0, bit = 0 },
+  { name = "heating", address = 0, bit = 3 },
+  { name = "alarm", address = 0, bit = 15 },
+  { name = "serial", address = 1, type = "string", length = 4 },
+  { name = "serial_swapped", address = 5, length = 4, byte_order = "little" },
+  { name = "label", address = 9, length = 2, writable = true },
+  { name = "energy", address = 11, type = "u64" },
+  { name = "energy_little", address = 15, type = "u64", word_order = "little" },
+  { name = "balance", address = 19, type = "i64", word_order = "little" },
+  { name = "ratio", address = 23, type = "f64" },
+  { name = "ratio_little", address = 27, type = "f64", word_order = "little" },
+  { name = "swapped", address = 31, byte_order = "little" },
+  { name = "mode", address = 32, values = { 0 = "off", 1 = "heat", 2 = "cool" }, writable = true },
+  { name = "odd_mode", address = 33, values = { 0 = "off" } },
+  { name = "temperature", address = 34, type = "f32" },
+  { name = "humidity", address = 36 },
+]
+[sim.a]
+serial = "SN-42"
+serial_swapped = "SN-42"
+label = "AB"
+energy = 9007199254740993
+energy_little = 1234567890123
+balance = -2
+ratio = 0.1
+ratio_little = -3.4e38
+swapped = 4660
+mode = "cool"
+odd_mode = 7
+temperature = 21.5
+humidity = 55
+"#;
+
+fn writes(seen: &[Seen]) -> Vec<(u8, u16, Vec<u16>)> {
+    seen.iter()
+        .filter(|s| ![3, 4].contains(&s.function))
+        .map(|s| (s.function, s.address, s.values.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_layout_is_published_and_commands_by_text_are_written() {
+    let broker = Broker::start();
+    let text = format!(
+        "[mqtt]\nport = {}\n{}",
+        broker.port,
+        small_config("", "poll = \"200ms\"", REGISTERS)
+    );
+    let sim = start_sim(&config_on(&text, "/dev/null"));
+    // The status word 0xA001, and an f32 that says "no sensor".
+    sim.sim.set(1, Table::Holding, 0, 0xA001);
+    sim.sim.set(1, Table::Holding, 34, 0x7FC0);
+    sim.sim.set(1, Table::Holding, 35, 0);
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let gateway = GatewayProcess::start(&text.replace(
+        "port = \"/dev/ttyUSB0\"",
+        &format!("port = \"{}\"", sim.path),
+    ));
+    let expected = [
+        ("ready", "true"),
+        ("heating", "false"),
+        ("alarm", "true"),
+        ("serial", "SN-42"),
+        ("serial_swapped", "SN-42"),
+        ("label", "AB"),
+        ("energy", "9007199254740993"),
+        ("energy_little", "1234567890123"),
+        ("balance", "-2"),
+        ("ratio", "0.1"),
+        ("ratio_little", "-3.4e38"),
+        ("swapped", "4660"),
+        ("mode", "cool"),
+        ("odd_mode", "7"),
+        ("humidity", "55"),
+    ];
+    for (register, value) in expected {
+        let topic = format!("rtu2mqtt/a/{register}");
+        assert!(
+            watcher.wait_payload(&topic, value).await,
+            "{topic} {value}: {:?}\n{}",
+            watcher.payloads(&topic),
+            gateway.log()
+        );
+    }
+    // The NaN is said once and never published, while its neighbours go on.
+    let humidity = "rtu2mqtt/a/humidity";
+    let polls = watcher.payloads(humidity).len();
+    assert!(
+        watcher
+            .wait_for(|ms| ms.iter().filter(|m| m.topic == humidity).count() >= polls + 3)
+            .await
+    );
+    assert!(watcher.payloads("rtu2mqtt/a/temperature").is_empty());
+    let errors = watcher.payloads(ERRORS);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("temperature") && errors[0].contains("NaN"),
+        "{errors:?}"
+    );
+    // Every register in one read per cycle: the bits of the status word share it.
+    let reads: Vec<(u16, u16)> = sim
+        .sim
+        .seen()
+        .iter()
+        .filter(|s| s.function == 3)
+        .map(|s| (s.address, s.count))
+        .collect();
+    assert!(
+        reads.len() >= 4 && reads.iter().all(|r| *r == (0, 37)),
+        "{reads:?}"
+    );
+    // Back from "no sensor": published again.
+    sim.sim.set(1, Table::Holding, 34, 0x41AC);
+    assert!(
+        watcher.wait_payload("rtu2mqtt/a/temperature", "21.5").await,
+        "{}",
+        gateway.log()
+    );
+
+    // An enumeration by text and by number; a bad text refused with nothing written.
+    watcher.publish("rtu2mqtt/a/mode/set", "heat").await;
+    assert!(watcher.wait_payload("rtu2mqtt/a/mode", "heat").await);
+    watcher.publish("rtu2mqtt/a/mode/set", "0").await;
+    assert!(watcher.wait_payload("rtu2mqtt/a/mode", "off").await);
+    watcher.publish("rtu2mqtt/a/mode/set", "dry").await;
+    // A string with function 16, padded with NULs; a longer one refused.
+    watcher.publish("rtu2mqtt/a/label/set", "OK").await;
+    assert!(watcher.wait_payload("rtu2mqtt/a/label", "OK").await);
+    watcher.publish("rtu2mqtt/a/label/set", "TOO LONG").await;
+    assert!(
+        watcher
+            .wait_for(|ms| ms.iter().filter(|m| m.topic == ERRORS).count() == 3)
+            .await,
+        "{:?}",
+        watcher.payloads(ERRORS)
+    );
+    let errors = watcher.payloads(ERRORS);
+    assert!(
+        errors[1].contains("dry")
+            && errors[1].contains("is not one of off (0), heat (1), cool (2)"),
+        "{errors:?}"
+    );
+    assert!(errors[2].contains("do not fit"), "{errors:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The raw 7 that `values` does not name: published as the number, logged once.
+    let log = gateway.log();
+    assert_eq!(log.matches("`values` do not name").count(), 1, "{log}");
+    assert_eq!(
+        writes(&sim.sim.seen()),
+        [(6, 32, vec![1]), (6, 32, vec![0]), (16, 9, vec![0x4F4B, 0])]
+    );
+}
