@@ -1,9 +1,6 @@
 //! Every register a manual lists (issue 15): bits, strings, 64-bit values, byte order,
 //! enumerations and values that are not values, between the simulated slave on a
-//! pseudo-terminal, a real broker and the gateway process. Writing a bit (read-modify-write
-//! or function 22) is the bus's, and tested there.
-
-use std::time::Duration;
+//! pseudo-terminal, a real broker and the gateway process.
 
 use rtu2mqtt::config::Table;
 use rtu2mqtt::sim::Seen;
@@ -157,12 +154,100 @@ async fn every_layout_is_published_and_commands_by_text_are_written() {
         "{errors:?}"
     );
     assert!(errors[2].contains("do not fit"), "{errors:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A few more polls: nothing refused was written meanwhile.
+    let polls = watcher.payloads(humidity).len();
+    assert!(
+        watcher
+            .wait_for(|ms| ms.iter().filter(|m| m.topic == humidity).count() >= polls + 2)
+            .await
+    );
     // The raw 7 that `values` does not name: published as the number, logged once.
     let log = gateway.log();
     assert_eq!(log.matches("`values` do not name").count(), 1, "{log}");
     assert_eq!(
         writes(&sim.sim.seen()),
         [(6, 32, vec![1]), (6, 32, vec![0]), (16, 9, vec![0x4F4B, 0])]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bit_is_switched_alone_by_read_modify_write_or_function_22() {
+    let broker = Broker::start();
+    let registers = r#"register = [
+  { name = "ready", address = 0, bit = 0 },
+  { name = "heating", address = 0, bit = 3, writable = true },
+  { name = "alarm", address = 0, bit = 15 },
+  { name = "pump", address = 1, bit = 3, writable = true, write_function = 22 },
+  { name = "fan", address = 1, bit = 15, writable = true, write_function = 22 },
+]
+"#;
+    let text = format!(
+        "[mqtt]\nport = {}\n{}",
+        broker.port,
+        small_config("", "poll = \"200ms\"", registers)
+    );
+    let sim = start_sim(&config_on(&text, "/dev/null"));
+    sim.sim.set(1, Table::Holding, 0, 0xA001);
+    sim.sim.set(1, Table::Holding, 1, 0xA001);
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let gateway = GatewayProcess::start(&text.replace(
+        "port = \"/dev/ttyUSB0\"",
+        &format!("port = \"{}\"", sim.path),
+    ));
+    for (register, value) in [("heating", "false"), ("pump", "false"), ("fan", "true")] {
+        let topic = format!("rtu2mqtt/a/{register}");
+        assert!(
+            watcher.wait_payload(&topic, value).await,
+            "{}",
+            gateway.log()
+        );
+    }
+
+    watcher.publish("rtu2mqtt/a/heating/set", "on").await;
+    assert!(
+        watcher.wait_payload("rtu2mqtt/a/heating", "true").await,
+        "{}",
+        gateway.log()
+    );
+    assert_eq!(sim.sim.holding(1, 0), Some(0xA009), "only bit 3 changed");
+    // Read and written back with nothing between them, then read back.
+    let seen = sim.sim.seen();
+    let at = seen.iter().position(|s| s.function == 6).unwrap();
+    let around: Vec<(u8, u16, u16)> = seen[at - 1..=at + 1]
+        .iter()
+        .map(|s| (s.function, s.address, s.count))
+        .collect();
+    assert_eq!(around, [(3, 0, 1), (6, 0, 0xA009), (3, 0, 1)]);
+
+    watcher.publish("rtu2mqtt/a/pump/set", "on").await;
+    assert!(
+        watcher.wait_payload("rtu2mqtt/a/pump", "true").await,
+        "{}",
+        gateway.log()
+    );
+    watcher.publish("rtu2mqtt/a/fan/set", "off").await;
+    assert!(
+        watcher.wait_payload("rtu2mqtt/a/fan", "false").await,
+        "{}",
+        gateway.log()
+    );
+    assert_eq!(
+        sim.sim.holding(1, 1),
+        Some(0x2009),
+        "bits 3 on and 15 off, the rest kept"
+    );
+    assert_eq!(sim.sim.holding(1, 0), Some(0xA009));
+    assert_eq!(
+        writes(&sim.sim.seen()),
+        [
+            (6, 0, vec![0xA009]),
+            (22, 1, vec![!(1 << 3), 1 << 3]),
+            (22, 1, vec![!(1 << 15), 0]),
+        ]
+    );
+    assert!(
+        watcher.payloads(ERRORS).is_empty(),
+        "{:?}",
+        watcher.payloads(ERRORS)
     );
 }
