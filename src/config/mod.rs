@@ -1,6 +1,7 @@
 //! Configuration: the TOML register map of SPEC.md, parsed ([`raw`]) and then validated into
 //! the model ([`model`]) by one pass that reports every problem with its file, line and key.
 
+mod homeassistant;
 mod model;
 mod raw;
 mod transport;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::codec::{Codec, Value, ValueType};
+pub use homeassistant::{BRIDGE_CONNECTION, BRIDGE_DEVICE, BRIDGE_UTILISATION, object_id, safe_id};
 pub use model::*;
 use raw::{RawBus, RawConfig, RawDevice, RawEcho, RawMqtt, RawRegister, RawTable, SimValue};
 pub use transport::Transport;
@@ -266,6 +268,19 @@ impl Validator<'_> {
     fn config(&mut self, raw: RawConfig, path: &Path) -> Config {
         let mqtt = self.mqtt(raw.mqtt, path);
         let bus = self.bus(raw.bus);
+        let homeassistant = self.homeassistant(raw.homeassistant);
+        if homeassistant.discovery {
+            let names: Vec<homeassistant::Names> = raw
+                .devices
+                .iter()
+                .map(|d| {
+                    let d = d.get_ref();
+                    let registers = d.registers.iter().map(|r| r.get_ref().name.clone());
+                    (d.name.clone(), registers.collect())
+                })
+                .collect();
+            self.entity_ids(&names);
+        }
         let mut devices: Vec<Device> = Vec::new();
         let mut names = HashSet::new();
         let mut units = HashSet::new();
@@ -296,6 +311,7 @@ impl Validator<'_> {
             mqtt,
             bus,
             devices,
+            homeassistant,
             sim,
         }
     }
@@ -561,6 +577,10 @@ impl Validator<'_> {
             max_read,
             max_read_bits,
             timing,
+            homeassistant: DeviceInfo {
+                manufacturer: raw.manufacturer,
+                model: raw.model,
+            },
             registers,
         })
     }
@@ -678,6 +698,7 @@ impl Validator<'_> {
         let republish = self.duration(raw.republish.as_ref(), "republish");
         let topic = self.topic(raw.topic.as_ref(), "topic");
         let command_topic = self.topic(raw.command_topic.as_ref(), "command_topic");
+        let extra = self.extra(raw.homeassistant);
         Some(Register {
             name: raw.name.into_inner(),
             address: address?,
@@ -699,6 +720,11 @@ impl Validator<'_> {
             write_function,
             topic,
             command_topic,
+            homeassistant: EntityOptions {
+                device_class: raw.device_class,
+                state_class: raw.state_class,
+                extra,
+            },
         })
     }
 
@@ -796,15 +822,7 @@ fn default_client_id(config: &Path, base_topic: &str) -> String {
     if base_topic != DEFAULT_BASE_TOPIC {
         id = format!("{id}-{base_topic}");
     }
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    safe_id(&id)
 }
 
 /// A relative password file is a systemd credential when systemd passes credentials
