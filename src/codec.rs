@@ -30,7 +30,7 @@ impl ValueType {
     }
 
     /// The raw range a written value must fall in, after inverse scaling.
-    fn raw_range(self) -> (f64, f64) {
+    pub fn raw_range(self) -> (f64, f64) {
         match self {
             ValueType::U16 => (0.0, f64::from(u16::MAX)),
             ValueType::I16 => (f64::from(i16::MIN), f64::from(i16::MAX)),

@@ -9,6 +9,8 @@ pub struct Topics {
     base: String,
     /// State topic per device, per register.
     values: Vec<Vec<String>>,
+    /// Command topic per device, per register.
+    command_topics: Vec<Vec<String>>,
     /// Command topic -> (device, register), for every register, writable or not, so a
     /// set on a read-only one can be refused by name.
     commands: HashMap<String, (usize, usize)>,
@@ -18,12 +20,14 @@ impl Topics {
     pub fn new(config: &Config) -> Topics {
         let base = config.mqtt.base_topic.clone();
         let mut commands = HashMap::new();
+        let mut command_topics = Vec::new();
         let values = config
             .devices
             .iter()
             .enumerate()
             .map(|(d, device)| {
-                device
+                let mut device_commands = Vec::new();
+                let values = device
                     .registers
                     .iter()
                     .enumerate()
@@ -36,21 +40,30 @@ impl Topics {
                             .command_topic
                             .clone()
                             .unwrap_or_else(|| format!("{state}/set"));
-                        commands.insert(command, (d, r));
+                        commands.insert(command.clone(), (d, r));
+                        device_commands.push(command);
                         state
                     })
-                    .collect()
+                    .collect();
+                command_topics.push(device_commands);
+                values
             })
             .collect();
         Topics {
             base,
             values,
+            command_topics,
             commands,
         }
     }
 
     pub fn value(&self, device: usize, register: usize) -> &str {
         &self.values[device][register]
+    }
+
+    /// Where a register takes commands (whether it is writable or not).
+    pub fn command_of(&self, device: usize, register: usize) -> &str {
+        &self.command_topics[device][register]
     }
 
     /// Every value topic.
@@ -125,6 +138,8 @@ mod tests {
             Some((0, 3))
         );
         assert_eq!(topics.command("rtu2mqtt/climate/nothing/set"), None);
+        assert_eq!(topics.command_of(0, 2), "rtu2mqtt/climate/pwm/set");
+        assert_eq!(topics.command_of(0, 3), "gladys/master/device/test/set");
         assert_eq!(
             topics.subscriptions(),
             ["rtu2mqtt/+/+/set", "gladys/master/device/test/set"]
