@@ -110,7 +110,12 @@ fn tls_config(tls: &Tls) -> Result<TlsConfiguration, SetupError> {
 pub enum LinkEvent {
     Connected,
     Disconnected,
-    Message { topic: String, payload: Bytes },
+    Message {
+        topic: String,
+        payload: Bytes,
+        /// Kept by the broker from before we subscribed.
+        retain: bool,
+    },
 }
 
 /// QoS 0 value publishes waiting to go out with the publish before them, in one write.
@@ -289,11 +294,18 @@ pub async fn drive(
                 let _ = link.send(LinkEvent::Connected).await;
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let retain = publish.retain;
                 let message = LinkEvent::Message {
                     topic: publish.topic,
                     payload: publish.payload,
+                    retain,
                 };
-                if link.try_send(message).is_err() {
+                // Retained messages come in one burst after a subscribe, as many as the
+                // broker keeps (the discovery configs under our node may be hundreds), and
+                // none may be lost: wait for the bridge, which never waits on anything.
+                if retain {
+                    let _ = link.send(message).await;
+                } else if link.try_send(message).is_err() {
                     tracing::warn!("commands arrive faster than they can be handled: one dropped");
                 }
             }
