@@ -41,29 +41,10 @@ pub(super) type Names = (Spanned<String>, Vec<Spanned<String>>);
 
 impl Validator<'_> {
     pub(super) fn homeassistant(&mut self, raw: Option<RawHomeAssistant>) -> HomeAssistant {
-        let Some(raw) = raw else {
-            return HomeAssistant {
-                discovery: false,
-                prefix: DEFAULT_PREFIX.to_owned(),
-            };
-        };
-        let prefix = raw.prefix.map_or_else(
-            || DEFAULT_PREFIX.to_owned(),
-            |p| {
-                let trimmed = p.get_ref().trim_end_matches('/').to_owned();
-                if trimmed.is_empty() || trimmed.contains(['+', '#']) {
-                    self.problem(
-                        p.span(),
-                        "prefix",
-                        "must be non-empty and free of '+' and '#'",
-                    );
-                }
-                trimmed
-            },
-        );
+        let (discovery, prefix) = raw.map_or((None, None), |raw| (raw.discovery, raw.prefix));
         HomeAssistant {
-            discovery: raw.discovery.unwrap_or(false),
-            prefix,
+            discovery: discovery.unwrap_or(false),
+            prefix: self.topic_root(prefix, "prefix", DEFAULT_PREFIX),
         }
     }
 

@@ -265,6 +265,23 @@ impl Validator<'_> {
         Some(topic.get_ref().clone())
     }
 
+    /// A topic that others start with (`base_topic`, the discovery `prefix`), without a
+    /// trailing `/`.
+    fn topic_root(&mut self, value: Option<Spanned<String>>, key: &str, default: &str) -> String {
+        let Some(value) = value else {
+            return default.to_owned();
+        };
+        let trimmed = value.get_ref().trim_end_matches('/').to_owned();
+        if trimmed.is_empty() || trimmed.contains(['+', '#']) {
+            self.problem(
+                value.span(),
+                key,
+                "must be non-empty and free of '+' and '#'",
+            );
+        }
+        trimmed
+    }
+
     fn config(&mut self, raw: RawConfig, path: &Path) -> Config {
         let mqtt = self.mqtt(raw.mqtt, path);
         let bus = self.bus(raw.bus);
@@ -356,20 +373,7 @@ impl Validator<'_> {
             .map_or(if tls.is_some() { 8883 } else { 1883 }, Spanned::into_inner);
         let qos = self.qos(raw.qos, "qos", 1);
         let value_qos = self.qos(raw.value_qos, "value_qos", qos);
-        let base_topic = raw.base_topic.map_or_else(
-            || DEFAULT_BASE_TOPIC.to_owned(),
-            |b| {
-                let trimmed = b.get_ref().trim_end_matches('/').to_owned();
-                if trimmed.is_empty() || trimmed.contains(['+', '#']) {
-                    self.problem(
-                        b.span(),
-                        "base_topic",
-                        "must be non-empty and free of '+' and '#'",
-                    );
-                }
-                trimmed
-            },
-        );
+        let base_topic = self.topic_root(raw.base_topic, "base_topic", DEFAULT_BASE_TOPIC);
         Mqtt {
             host: raw
                 .host

@@ -356,7 +356,7 @@ fn broken_home_assistant_keys_name_file_line_and_key() {
             .unwrap_err()
             .to_string();
         assert!(
-            message.contains(&format!("/etc/rtu2mqtt/x.toml:9:")) && message.contains(key),
+            message.contains("/etc/rtu2mqtt/x.toml:9:") && message.contains(key),
             "{message}"
         );
     }
