@@ -20,7 +20,7 @@ const ALL: [&str; 6] = [CONNECTION, UTILISATION, TEMPERATURE, HUMIDITY, PWM, TES
 /// shipped), so that a value published again is told from a poll.
 fn discovery_text(port: &str, broker: u16) -> String {
     gateway_text(port, broker)
-        .replace("[bus]", "[homeassistant]\ndiscovery = true\n\n[bus]")
+        .replace("discovery = false", "discovery = true")
         .replace("publish = \"always\"", "publish = \"change\"")
 }
 
@@ -54,6 +54,16 @@ async fn retained(broker: u16, filter: &str, wait_for: &[&str]) -> Vec<Message> 
         late.messages()
     );
     late.messages()
+}
+
+/// Waits until `check` holds for what `watcher` saw; fails with that and the gateway's log.
+async fn expect(watcher: &Watcher, gateway: &GatewayProcess, check: impl Fn(&[Message]) -> bool) {
+    assert!(
+        watcher.wait_for(check).await,
+        "{:#?}\n{}",
+        watcher.messages(),
+        gateway.log()
+    );
 }
 
 fn availability(topic: &str) -> Value {
@@ -107,6 +117,8 @@ async fn discovery_configs_follow_spec_and_come_again_when_home_assistant_starts
     assert_eq!(temperature["unique_id"], "rtu2mqtt_climate_temperature");
     assert_eq!(temperature["state_topic"], "rtu2mqtt/climate/temperature");
     assert_eq!(temperature["unit_of_measurement"], "°C");
+    assert_eq!(temperature["device_class"], "temperature");
+    assert_eq!(temperature["state_class"], "measurement");
     assert!(temperature.get("command_topic").is_none());
     assert_eq!(temperature["device"], device);
     assert_eq!(temperature["availability"], both);
@@ -144,14 +156,10 @@ async fn discovery_configs_follow_spec_and_come_again_when_home_assistant_starts
     };
     let before = temperatures(&watcher.messages());
     watcher.publish("homeassistant/status", "online").await;
-    assert!(
-        watcher
-            .wait_for(|ms| configs_seen(ms, &ALL, 2) && temperatures(ms) > before)
-            .await,
-        "{:#?}\n{}",
-        watcher.messages(),
-        gateway.log()
-    );
+    expect(&watcher, &gateway, |ms| {
+        configs_seen(ms, &ALL, 2) && temperatures(ms) > before
+    })
+    .await;
     // It is Home Assistant's topic: the gateway only listens there.
     assert!(
         !watcher
@@ -170,11 +178,7 @@ async fn configs_of_registers_that_left_the_map_are_cleared_and_nothing_else() {
     let full = discovery_text(&sim.path, broker.port);
     let mut gateway = GatewayProcess::start(&full);
     let watcher = Watcher::connect(broker.port, "homeassistant/#").await;
-    assert!(
-        watcher.wait_for(|ms| configs_seen(ms, &ALL, 1)).await,
-        "{}",
-        gateway.log()
-    );
+    expect(&watcher, &gateway, |ms| configs_seen(ms, &ALL, 1)).await;
     gateway.child.kill().expect("SIGKILL");
     let _ = gateway.child.wait();
 
@@ -210,24 +214,16 @@ async fn configs_of_registers_that_left_the_map_are_cleared_and_nothing_else() {
     let gateway = GatewayProcess::start(&without_test);
     let cleared =
         |ms: &[Message], topic: &str| ms.iter().any(|m| m.topic == topic && m.payload.is_empty());
-    assert!(
-        watcher.wait_for(|ms| cleared(ms, TEST)).await,
-        "{:#?}\n{}",
-        watcher.messages(),
-        gateway.log()
-    );
+    expect(&watcher, &gateway, |ms| cleared(ms, TEST)).await;
     // The broker hands the retained configs over at once and in order with what follows: once
     // Home Assistant's `online` has been answered, every one of them has been looked at.
     let before = watcher.messages().len();
     watcher.publish("homeassistant/status", "online").await;
     let rest: Vec<&str> = ALL.iter().copied().filter(|t| *t != TEST).collect();
-    assert!(
-        watcher
-            .wait_for(|ms| configs_seen(&ms[before..], &rest, 1))
-            .await,
-        "{}",
-        gateway.log()
-    );
+    expect(&watcher, &gateway, |ms| {
+        configs_seen(&ms[before..], &rest, 1)
+    })
+    .await;
     let messages = watcher.messages();
     let emptied: Vec<&str> = messages
         .iter()
@@ -253,20 +249,33 @@ async fn configs_of_registers_that_left_the_map_are_cleared_and_nothing_else() {
     let before = watcher.messages().len();
     gateway.rewrite_config(&without_register(&full, "humidity"));
     gateway.signal("HUP");
-    assert!(
-        watcher
-            .wait_for(
-                |ms| cleared(&ms[before..], HUMIDITY) && configs_seen(&ms[before..], &[TEST], 1)
-            )
-            .await,
-        "{:#?}\n{}",
-        watcher.messages(),
-        gateway.log()
-    );
+    expect(&watcher, &gateway, |ms| {
+        cleared(&ms[before..], HUMIDITY) && configs_seen(&ms[before..], &[TEST], 1)
+    })
+    .await;
     assert!(
         !watcher.messages()[before..]
             .iter()
             .any(|m| m.payload.is_empty() && m.topic != HUMIDITY),
+        "{:#?}",
+        watcher.messages()
+    );
+
+    // Discovery turned off by a reload takes every entity away, and still nothing else.
+    let before = watcher.messages().len();
+    let off = without_register(&full, "humidity").replace("discovery = true", "discovery = false");
+    gateway.rewrite_config(&off);
+    gateway.signal("HUP");
+    let left = [CONNECTION, UTILISATION, TEMPERATURE, PWM, TEST];
+    expect(&watcher, &gateway, |ms| {
+        left.iter().all(|t| cleared(&ms[before..], t))
+    })
+    .await;
+    assert!(
+        !watcher
+            .messages()
+            .iter()
+            .any(|m| foreign.iter().any(|(t, _)| m.topic == *t) && m.payload.is_empty()),
         "{:#?}",
         watcher.messages()
     );

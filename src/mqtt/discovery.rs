@@ -326,7 +326,7 @@ mod tests {
     }
 
     fn example_on() -> String {
-        crate::config::EXAMPLE.replace("[bus]", "[homeassistant]\ndiscovery = true\n\n[bus]")
+        crate::config::EXAMPLE.replace("discovery = false", "discovery = true")
     }
 
     /// The config published on `topic`, parsed.
@@ -394,6 +394,8 @@ mod tests {
                 "default_entity_id": "sensor.rtu2mqtt_climate_temperature",
                 "state_topic": "rtu2mqtt/climate/temperature",
                 "unit_of_measurement": "°C",
+                "device_class": "temperature",
+                "state_class": "measurement",
                 "availability": availability(),
                 "availability_mode": "all",
                 "device": {
