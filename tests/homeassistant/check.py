@@ -131,7 +131,7 @@ class Rig:
             example.replace('port = "/dev/ttyUSB0"', f'port = "{pty}"')
             .replace("[mqtt]\n", f"[mqtt]\nport = {self.mqtt_port}\n")
             .replace("[mqtt]\n", '[mqtt]\nstats_interval = "5s"\n', 1)
-            .replace("[bus]\n", "[homeassistant]\ndiscovery = true\n\n[bus]\n")
+            .replace("discovery = false", "discovery = true")
         )
         gateway_config = self.dir / "gateway.toml"
         gateway_config.write_text(config)
@@ -258,8 +258,10 @@ async def check(rig):
         print("\nentities and states:", flush=True)
         for entity_id in ENTITIES:
             state = states[entity_id]
-            unit = state["attributes"].get("unit_of_measurement", "")
-            print(f"  {entity_id} = {state['state']} {unit}", flush=True)
+            attributes = state["attributes"]
+            unit = attributes.get("unit_of_measurement", "")
+            more = {k: attributes[k] for k in ("device_class", "state_class", "min", "max", "step", "mode") if k in attributes}
+            print(f"  {entity_id} = {state['state']} {unit} {more or ''}", flush=True)
 
         devices, entities = await hass.ws("config/device_registry/list", "config/entity_registry/list")
         by_id = {d["id"]: d for d in devices}
