@@ -110,11 +110,12 @@ fn tls_config(tls: &Tls) -> Result<TlsConfiguration, SetupError> {
 pub enum LinkEvent {
     Connected,
     Disconnected,
+    /// A message on a subscribed topic; `retained` when it was stored by the broker before
+    /// we subscribed rather than sent since.
     Message {
         topic: String,
         payload: Bytes,
-        /// Kept by the broker from before we subscribed.
-        retain: bool,
+        retained: bool,
     },
 }
 
@@ -294,16 +295,16 @@ pub async fn drive(
                 let _ = link.send(LinkEvent::Connected).await;
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let retain = publish.retain;
+                let retained = publish.retain;
                 let message = LinkEvent::Message {
                     topic: publish.topic,
                     payload: publish.payload,
-                    retain,
+                    retained,
                 };
                 // Retained messages come in one burst after a subscribe, as many as the
                 // broker keeps (the discovery configs under our node may be hundreds), and
                 // none may be lost: wait for the bridge, which never waits on anything.
-                if retain {
+                if retained {
                     let _ = link.send(message).await;
                 } else if link.try_send(message).is_err() {
                     tracing::warn!("commands arrive faster than they can be handled: one dropped");

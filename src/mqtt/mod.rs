@@ -202,8 +202,8 @@ impl Bridge {
                         self.connected.send_replace(false);
                         self.status();
                     }
-                    LinkEvent::Message { topic, payload, retain } => {
-                        if !self.on_discovery_message(&topic, &payload, retain) {
+                    LinkEvent::Message { topic, payload, retained } => {
+                        if !self.on_discovery_message(&topic, &payload, retained) {
                             self.on_command(&topic, &payload, &commands);
                         }
                     }
@@ -468,7 +468,7 @@ impl Bridge {
 
     /// Home Assistant's status and the discovery configs under our node; whether `topic`
     /// was one of them.
-    fn on_discovery_message(&mut self, topic: &str, payload: &[u8], retain: bool) -> bool {
+    fn on_discovery_message(&mut self, topic: &str, payload: &[u8], retained: bool) -> bool {
         let Some(discovery) = &self.discovery else {
             return false;
         };
@@ -487,7 +487,7 @@ impl Bridge {
         if discovery.is_stale(topic) {
             // What the broker kept from an earlier map; an empty one is cleared already,
             // and a live one is not ours to judge.
-            if retain && !payload.is_empty() {
+            if retained && !payload.is_empty() {
                 tracing::info!(
                     topic,
                     "discovery config of a register no longer in the map cleared"
