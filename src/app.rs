@@ -23,8 +23,9 @@ use crate::mqtt::{Bridge, Channels, Monitors, Reload, Topics, connection};
 use crate::scheduler::{Scheduler, SchedulerStats};
 use crate::stats::BusStats;
 
-/// Requests rumqttc may hold while the broker is away; later ones are dropped (the state
-/// is published again in full after reconnecting).
+/// Requests rumqttc may hold while the broker is away, beyond what a connect sends at once
+/// (each register's value and discovery config); later ones are dropped (the state is
+/// published again in full after reconnecting).
 const MQTT_QUEUE: usize = 256;
 /// How long a clean shutdown may take to say `offline` and disconnect.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
@@ -39,7 +40,8 @@ pub async fn run(
     let config = Arc::new(config);
     let topics = Topics::new(&config);
     let options = connection::options(&config.mqtt, &topics.bridge_state())?;
-    let (client, eventloop) = AsyncClient::new(options, MQTT_QUEUE);
+    let registers: usize = config.devices.iter().map(|d| d.registers.len()).sum();
+    let (client, eventloop) = AsyncClient::new(options, MQTT_QUEUE + 2 * registers);
     // Held until the connection task ends: see `connection::drive`.
     let requests_open = client.clone();
 

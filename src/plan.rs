@@ -332,6 +332,7 @@ mod tests {
             write_function: WriteFunction::SingleRegister,
             topic: None,
             command_topic: None,
+            homeassistant: Default::default(),
         }
     }
 
@@ -348,6 +349,7 @@ mod tests {
                 timeout: Duration::from_millis(300),
                 frame_gap: Duration::ZERO,
             },
+            homeassistant: Default::default(),
             registers,
         }
     }

@@ -89,6 +89,34 @@ fn check_refuses_broken_configs_naming_key_and_line() {
             "command_timeout",
         ),
         ("name = \"climate\"", "name = \"bridge\"", "name"),
+        ("discovery = false", "discovery = \"on\"", "discovery"),
+        ("prefix = \"homeassistant\"", "prefix = \"ha/#\"", "prefix"),
+        (
+            "# manufacturer = \"Acme\"",
+            "manufacturer = 7",
+            "manufacturer",
+        ),
+        ("# model = \"TH-10\"", "model = [\"TH-10\"]", "model"),
+        (
+            "device_class = \"temperature\"",
+            "device_class = 1",
+            "device_class",
+        ),
+        (
+            "state_class = \"measurement\"",
+            "state_class = true",
+            "state_class",
+        ),
+        (
+            "# homeassistant = { icon = \"mdi:led-on\", mode = \"slider\" }",
+            "homeassistant = \"mdi:led-on\"",
+            "homeassistant",
+        ),
+        (
+            "# homeassistant = { icon = \"mdi:led-on\"",
+            "homeassistant = { step = nan, icon = \"mdi:led-on\"",
+            "step",
+        ),
     ];
     for (from, to, key) in cases {
         assert!(example.contains(from), "{from}");

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Broker, GatewayProcess, Message, SimBus, Watcher, example, example_text, publishing_gateway,
-    start_sim,
+    Broker, GatewayProcess, Message, SimBus, Watcher, example, gateway_text, publishing_gateway,
+    start_sim, without_register,
 };
 
 const STATE: &str = "rtu2mqtt/bridge/state";
@@ -14,27 +14,6 @@ const TEMPERATURE: &str = "rtu2mqtt/climate/temperature";
 const HUMIDITY: &str = "rtu2mqtt/climate/humidity";
 const TEST: &str = "rtu2mqtt/climate/test";
 const PWM: &str = "rtu2mqtt/climate/pwm";
-
-/// The example for the gateway, without its `[sim]` section (the gateway has no use for it,
-/// and it names registers that the variants below remove).
-fn gateway_text(port: &str, broker: u16) -> String {
-    let text = example_text(port, broker);
-    let sim = text
-        .find("\n# What `rtu2mqtt sim`")
-        .expect("the example's [sim]");
-    text[..sim].to_owned()
-}
-
-/// `text` without the register named `name` (its `[[device.register]]` table).
-fn without_register(text: &str, name: &str) -> String {
-    let start = text
-        .find(&format!("[[device.register]]\nname = \"{name}\""))
-        .expect("register in the text");
-    let end = text[start + 1..]
-        .find("[[device.register]]")
-        .map_or(text.len(), |i| start + 1 + i);
-    format!("{}{}", &text[..start], &text[end..])
-}
 
 /// Whether `topic` has had `payload` `count` times or more.
 fn seen(messages: &[Message], topic: &str, payload: &str, count: usize) -> bool {

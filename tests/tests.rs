@@ -2,6 +2,7 @@
 
 mod bus;
 mod cli;
+mod discovery;
 mod faults;
 mod integrations;
 mod lifecycle;

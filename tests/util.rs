@@ -444,6 +444,27 @@ pub fn example_text(port: &str, broker: u16) -> String {
         .replace("publish = \"change\"", "publish = \"always\"")
 }
 
+/// The example for the gateway, without its `[sim]` section (the gateway has no use for it,
+/// and it names registers that tests remove).
+pub fn gateway_text(port: &str, broker: u16) -> String {
+    let text = example_text(port, broker);
+    let sim = text
+        .find("\n# What `rtu2mqtt sim`")
+        .expect("the example's [sim]");
+    text[..sim].to_owned()
+}
+
+/// `text` without the register named `name` (its `[[device.register]]` table).
+pub fn without_register(text: &str, name: &str) -> String {
+    let start = text
+        .find(&format!("[[device.register]]\nname = \"{name}\""))
+        .expect("register in the text");
+    let end = text[start + 1..]
+        .find("[[device.register]]")
+        .map_or(text.len(), |i| start + 1 + i);
+    format!("{}{}", &text[..start], &text[end..])
+}
+
 /// Lines of a gateway's log that the default log level (info) shows.
 pub fn default_level_lines(log: &str) -> Vec<&str> {
     log.lines()

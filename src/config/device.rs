@@ -5,7 +5,10 @@ use toml::Spanned;
 
 use super::WriteFunction;
 use super::raw::{RawDevice, RawRegister, RawTable, RawValues};
-use super::{DEFAULT_MAX_GAP, DEFAULT_POLL, Device, Register, Table, Timing, UnitId, Validator};
+use super::{
+    DEFAULT_MAX_GAP, DEFAULT_POLL, Device, DeviceInfo, EntityOptions, Register, Table, Timing,
+    UnitId, Validator,
+};
 use crate::codec::{Bit, ByteOrder, Codec, Enumeration, ValueType, WordOrder};
 use crate::mqtt::topics::{BRIDGE_TOPIC, RESERVED_REGISTER_NAMES};
 
@@ -103,6 +106,10 @@ impl Validator<'_> {
             max_read,
             max_read_bits,
             timing,
+            homeassistant: DeviceInfo {
+                manufacturer: raw.manufacturer,
+                model: raw.model,
+            },
             registers,
         })
     }
@@ -213,6 +220,7 @@ impl Validator<'_> {
         let republish = self.duration(raw.republish.as_ref(), "republish");
         let topic = self.topic(raw.topic.as_ref(), "topic");
         let command_topic = self.topic(raw.command_topic.as_ref(), "command_topic");
+        let extra = self.extra(raw.homeassistant);
         Some(Register {
             name: raw.name.into_inner(),
             address: address?,
@@ -227,6 +235,11 @@ impl Validator<'_> {
             write_function,
             topic,
             command_topic,
+            homeassistant: EntityOptions {
+                device_class: raw.device_class,
+                state_class: raw.state_class,
+                extra,
+            },
         })
     }
 

@@ -2,6 +2,7 @@
 //! the model ([`model`]) by one pass that reports every problem with its file, line and key.
 
 mod device;
+mod homeassistant;
 mod model;
 mod raw;
 mod transport;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::codec::{Value, ValueType};
+pub use homeassistant::{BRIDGE_CONNECTION, BRIDGE_DEVICE, BRIDGE_UTILISATION, object_id, safe_id};
 pub use model::*;
 use raw::{RawBus, RawConfig, RawEcho, RawMqtt, SimValue};
 pub use transport::Transport;
@@ -275,9 +277,39 @@ impl Validator<'_> {
         Some(topic.get_ref().clone())
     }
 
+    /// A topic that others start with (`base_topic`, the discovery `prefix`), without a
+    /// trailing `/`.
+    fn topic_root(&mut self, value: Option<Spanned<String>>, key: &str, default: &str) -> String {
+        let Some(value) = value else {
+            return default.to_owned();
+        };
+        let trimmed = value.get_ref().trim_end_matches('/').to_owned();
+        if trimmed.is_empty() || trimmed.contains(['+', '#']) {
+            self.problem(
+                value.span(),
+                key,
+                "must be non-empty and free of '+' and '#'",
+            );
+        }
+        trimmed
+    }
+
     fn config(&mut self, raw: RawConfig, path: &Path) -> Config {
         let mqtt = self.mqtt(raw.mqtt, path);
         let bus = self.bus(raw.bus);
+        let homeassistant = self.homeassistant(raw.homeassistant);
+        if homeassistant.discovery {
+            let names: Vec<homeassistant::Names> = raw
+                .devices
+                .iter()
+                .map(|d| {
+                    let d = d.get_ref();
+                    let registers = d.registers.iter().map(|r| r.get_ref().name.clone());
+                    (d.name.clone(), registers.collect())
+                })
+                .collect();
+            self.entity_ids(&names);
+        }
         let mut devices: Vec<Device> = Vec::new();
         let mut names = HashSet::new();
         let mut units = HashSet::new();
@@ -308,6 +340,7 @@ impl Validator<'_> {
             mqtt,
             bus,
             devices,
+            homeassistant,
             sim,
         }
     }
@@ -352,20 +385,7 @@ impl Validator<'_> {
             .map_or(if tls.is_some() { 8883 } else { 1883 }, Spanned::into_inner);
         let qos = self.qos(raw.qos, "qos", 1);
         let value_qos = self.qos(raw.value_qos, "value_qos", qos);
-        let base_topic = raw.base_topic.map_or_else(
-            || DEFAULT_BASE_TOPIC.to_owned(),
-            |b| {
-                let trimmed = b.get_ref().trim_end_matches('/').to_owned();
-                if trimmed.is_empty() || trimmed.contains(['+', '#']) {
-                    self.problem(
-                        b.span(),
-                        "base_topic",
-                        "must be non-empty and free of '+' and '#'",
-                    );
-                }
-                trimmed
-            },
-        );
+        let base_topic = self.topic_root(raw.base_topic, "base_topic", DEFAULT_BASE_TOPIC);
         Mqtt {
             host: raw
                 .host
@@ -588,15 +608,7 @@ fn default_client_id(config: &Path, base_topic: &str) -> String {
     if base_topic != DEFAULT_BASE_TOPIC {
         id = format!("{id}-{base_topic}");
     }
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    safe_id(&id)
 }
 
 /// A relative password file is a systemd credential when systemd passes credentials

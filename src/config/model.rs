@@ -85,6 +85,7 @@ pub struct Config {
     pub mqtt: Mqtt,
     pub bus: Bus,
     pub devices: Vec<Device>,
+    pub homeassistant: HomeAssistant,
     /// Initial values for the simulated slave, per device index.
     pub sim: Vec<SimValues>,
 }
@@ -117,6 +118,14 @@ pub struct Mqtt {
 pub struct Tls {
     pub ca_file: Option<PathBuf>,
     pub client_auth: Option<(PathBuf, PathBuf)>,
+}
+
+/// `[homeassistant]`: MQTT discovery for Home Assistant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HomeAssistant {
+    pub discovery: bool,
+    /// The discovery prefix Home Assistant listens on.
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -219,7 +228,15 @@ pub struct Device {
     pub max_read_bits: u16,
     /// The bus's timing, or the device's own.
     pub timing: Timing,
+    pub homeassistant: DeviceInfo,
     pub registers: Vec<Register>,
+}
+
+/// What Home Assistant shows of a device besides its name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeviceInfo {
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
 }
 
 impl Device {
@@ -249,6 +266,16 @@ pub struct Register {
     pub write_function: WriteFunction,
     pub topic: Option<String>,
     pub command_topic: Option<String>,
+    pub homeassistant: EntityOptions,
+}
+
+/// A register's own part of its Home Assistant entity.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EntityOptions {
+    pub device_class: Option<String>,
+    pub state_class: Option<String>,
+    /// Keys that go into the discovery config as they are, over the gateway's own.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Register {

@@ -30,7 +30,15 @@ const BUS: &[&str] = &[
     "frame_gap",
     "offline_after",
 ];
-const DEVICE: &[&str] = &["poll", "max_gap", "max_read", "max_read_bits"];
+const DEVICE: &[&str] = &[
+    "poll",
+    "max_gap",
+    "max_read",
+    "max_read_bits",
+    "manufacturer",
+    "model",
+];
+const HOMEASSISTANT: &[&str] = &["discovery", "prefix"];
 const REGISTER: &[&str] = &[
     "table",
     "type",
@@ -52,6 +60,9 @@ const REGISTER: &[&str] = &[
     "write_function",
     "topic",
     "command_topic",
+    "device_class",
+    "state_class",
+    "homeassistant",
 ];
 /// Keys of no section's optional list: sections, required keys, names and junk.
 const OTHER: &[&str] = &[
@@ -168,7 +179,8 @@ fn plausible(key: &str) -> BoxedStrategy<Value> {
         | "max_gap" | "max_read" | "max_read_bits" | "address" | "write_function" | "length"
         | "bit" => integer().boxed(),
         "scale" | "offset" | "min" | "max" | "deadband" => float().boxed(),
-        "retain" | "writable" => any::<bool>().prop_map(Value::Boolean).boxed(),
+        "retain" | "writable" | "discovery" => any::<bool>().prop_map(Value::Boolean).boxed(),
+        "homeassistant" => value().boxed(),
         "table" => one_of(&["holding", "input", "coil", "discrete"]),
         "type" => one_of(&[
             "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64", "bool", "string",
@@ -195,7 +207,8 @@ fn plausible(key: &str) -> BoxedStrategy<Value> {
 
 /// The real keys of every section, and some junk.
 fn key() -> impl Strategy<Value = String> {
-    prop::sample::select([MQTT, BUS, DEVICE, REGISTER, OTHER].concat()).prop_map(str::to_owned)
+    prop::sample::select([MQTT, BUS, DEVICE, REGISTER, HOMEASSISTANT, OTHER].concat())
+        .prop_map(str::to_owned)
 }
 
 /// Any TOML value: scalars, arrays and tables, nested.
@@ -248,12 +261,14 @@ fn document() -> impl Strategy<Value = String> {
         table(&["port"], BUS),
         prop::collection::vec(device, 0..3),
         table(&[], MQTT),
+        table(&[], HOMEASSISTANT),
         prop::option::weighted(0.2, (key(), value())),
     );
-    sections.prop_filter_map("TOML cannot write it", |(bus, devices, mqtt, junk)| {
+    sections.prop_filter_map("TOML cannot write it", |(bus, devices, mqtt, ha, junk)| {
         let mut doc: toml::Table = junk.into_iter().collect();
         doc.insert("bus".to_owned(), bus);
         doc.insert("mqtt".to_owned(), mqtt);
+        doc.insert("homeassistant".to_owned(), ha);
         doc.insert("device".to_owned(), Value::Array(devices));
         toml::to_string(&Value::Table(doc)).ok()
     })

@@ -13,6 +13,7 @@ use crate::codec::{ByteOrder, ValueType, WordOrder};
 pub struct RawConfig {
     pub mqtt: Option<RawMqtt>,
     pub bus: Spanned<RawBus>,
+    pub homeassistant: Option<RawHomeAssistant>,
     #[serde(default, rename = "device")]
     pub devices: Vec<Spanned<RawDevice>>,
     /// Initial values for the simulated slave: device name -> register name -> value.
@@ -43,6 +44,13 @@ pub struct RawTls {
     pub ca_file: Option<String>,
     pub cert_file: Option<Spanned<String>>,
     pub key_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHomeAssistant {
+    pub discovery: Option<bool>,
+    pub prefix: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +98,8 @@ pub struct RawDevice {
     pub timeout: Option<Spanned<String>>,
     pub frame_gap: Option<Spanned<String>>,
     pub poll_command_topic: Option<Spanned<String>>,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
     #[serde(default, rename = "register")]
     pub registers: Vec<Spanned<RawRegister>>,
 }
@@ -139,6 +149,10 @@ pub struct RawRegister {
     pub write_function: Option<Spanned<u8>>,
     pub topic: Option<Spanned<String>>,
     pub command_topic: Option<Spanned<String>>,
+    pub device_class: Option<String>,
+    pub state_class: Option<String>,
+    /// Keys merged into the register's discovery config as they are.
+    pub homeassistant: Option<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
 }
 
 /// `values = { 0 = "off", 1 = "heat" }`: keys are TOML keys, so text until validated.

@@ -501,3 +501,132 @@ fn sim_values_of_every_layout_are_checked_like_commands() {
     let config = parse(&fine, Path::new("t")).unwrap();
     assert_eq!(config.sim[0].values.len(), 4);
 }
+
+#[test]
+fn home_assistant_keys_are_read_and_off_by_default() {
+    let config = parse(EXAMPLE, Path::new("t")).unwrap();
+    assert_eq!(
+        config.homeassistant,
+        HomeAssistant {
+            discovery: false,
+            prefix: "homeassistant".to_owned()
+        }
+    );
+    let text = format!(
+        "[homeassistant]\ndiscovery = true\nprefix = \"ha/\"\n{BUS}\
+         [[device]]\nname = \"a\"\nunit = 1\nmanufacturer = \"Acme\"\nmodel = \"M1\"\n\
+         [[device.register]]\nname = \"t\"\naddress = 0\ndevice_class = \"temperature\"\n\
+         state_class = \"measurement\"\nhomeassistant = {{ icon = \"mdi:led-on\", step = 0.5, \
+         since = 1979-05-27, options = [\"a\", 1] }}\n"
+    );
+    let config = parse(&text, Path::new("t")).unwrap();
+    assert!(config.homeassistant.discovery);
+    assert_eq!(config.homeassistant.prefix, "ha");
+    let device = &config.devices[0];
+    assert_eq!(device.homeassistant.manufacturer.as_deref(), Some("Acme"));
+    assert_eq!(device.homeassistant.model.as_deref(), Some("M1"));
+    let options = &device.registers[0].homeassistant;
+    assert_eq!(options.device_class.as_deref(), Some("temperature"));
+    assert_eq!(options.state_class.as_deref(), Some("measurement"));
+    assert_eq!(
+        serde_json::Value::Object(options.extra.clone()),
+        serde_json::json!({
+            "icon": "mdi:led-on",
+            "step": 0.5,
+            "since": "1979-05-27",
+            "options": ["a", 1],
+        })
+    );
+}
+
+#[test]
+fn broken_home_assistant_keys_name_file_line_and_key() {
+    let register =
+        "[[device]]\nname = \"a\"\nunit = 1\n[[device.register]]\nname = \"t\"\naddress = 0\n";
+    // Each broken key on line 3 (serde stops at the first wrong type).
+    let broken = [
+        format!("[homeassistant]\n\ndiscovery = \"yes\"\n{BUS}"),
+        format!("[homeassistant]\n\nprefix = 1\n{BUS}"),
+        format!("[homeassistant]\n\nprefix = \"a/+\"\n{BUS}"),
+        format!("[homeassistant]\n\nprefix = \"\"\n{BUS}"),
+        format!("[homeassistant]\n\nnode = \"x\"\n{BUS}"),
+        format!("\n\n[homeassistant]\n{BUS}").replacen(
+            "\n\n[homeassistant]",
+            "\n\nhomeassistant = 1",
+            1,
+        ),
+    ];
+    let keys = [
+        "discovery",
+        "prefix",
+        "prefix",
+        "prefix",
+        "node",
+        "homeassistant",
+    ];
+    for (text, key) in broken.iter().zip(keys) {
+        let p = problems(text);
+        assert_eq!((p[0].line, p[0].key.as_str()), (3, key), "{text}\n{p:?}");
+    }
+    let at_register = [
+        ("manufacturer = 1", 5, "manufacturer"),
+        ("model = true", 5, "model"),
+    ];
+    for (line, at, key) in at_register {
+        let text = format!("{BUS}[[device]]\nname = \"a\"\n{line}\nunit = 1\n");
+        let p = problems(&text);
+        assert_eq!((p[0].line, p[0].key.as_str()), (at, key), "{text}\n{p:?}");
+    }
+    let at_register = [
+        ("device_class = 3", "device_class"),
+        ("state_class = [\"total\"]", "state_class"),
+        ("homeassistant = \"mdi:led\"", "homeassistant"),
+        ("homeassistant = { min = nan }", "min"),
+    ];
+    for (line, key) in at_register {
+        let text = format!("{BUS}{register}{line}\n");
+        let p = problems(&text);
+        assert_eq!((p[0].line, p[0].key.as_str()), (9, key), "{text}\n{p:?}");
+        let message = parse(&text, Path::new("/etc/rtu2mqtt/x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("/etc/rtu2mqtt/x.toml:9:") && message.contains(key),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn names_home_assistant_would_take_for_one_are_refused_when_discovery_is_on() {
+    let devices = "[[device]]\nname = \"a.b\"\nunit = 1\n\
+                   [[device.register]]\nname = \"c\"\naddress = 0\n\
+                   [[device]]\nname = \"a_b\"\nunit = 2\n\
+                   [[device]]\nname = \"x\"\nunit = 3\n\
+                   [[device.register]]\nname = \"y_z\"\naddress = 0\n\
+                   [[device]]\nname = \"x_y\"\nunit = 4\n\
+                   [[device.register]]\nname = \"z\"\naddress = 0\n\
+                   [[device]]\nname = \"bridge_line\"\nunit = 6\n\
+                   [[device.register]]\nname = \"utilisation\"\naddress = 0\n";
+    assert!(parse(&format!("{BUS}{devices}"), Path::new("t")).is_ok());
+    let p = problems(&format!(
+        "[homeassistant]\ndiscovery = true\n{BUS}{devices}"
+    ));
+    let found: Vec<(usize, &str)> = p.iter().map(|p| (p.line, p.key.as_str())).collect();
+    assert_eq!(
+        found,
+        [(12, "name"), (24, "name"), (30, "name")],
+        "{p:#?}"
+    );
+    assert!(p[0].message.contains("\"a_b\""), "{}", p[0].message);
+    assert!(
+        p[1].message.contains("register \"y_z\" of device \"x\""),
+        "{}",
+        p[1].message
+    );
+    assert!(
+        p[2].message.contains("line utilisation"),
+        "{}",
+        p[2].message
+    );
+}

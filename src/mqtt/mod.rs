@@ -10,6 +10,7 @@
 
 pub mod command;
 pub mod connection;
+pub mod discovery;
 pub mod executor;
 pub mod topics;
 
@@ -29,6 +30,7 @@ use crate::config::{Config, PublishMode};
 use crate::scheduler::{Event, SchedulerStats};
 use crate::stats::BusStats;
 use connection::{LinkEvent, Outbox};
+use discovery::Discovery;
 use executor::{Action, CommandError, Outcome, Queue, Queued, Request};
 use topics::Route;
 pub use topics::Topics;
@@ -127,7 +129,16 @@ pub struct Bridge {
     monitors: Monitors,
     /// Retained topics to clear (an empty retained message) once the broker is there.
     stale: Vec<String>,
+    discovery: Option<Discovery>,
+    /// Until when the retained discovery configs under our node are looked through for
+    /// stale ones, after a connect.
+    scan_until: Option<tokio::time::Instant>,
 }
+
+/// How long the retained discovery configs under our node are listened to after a connect:
+/// the broker sends them at once; then the subscription ends, so that our own configs do
+/// not come back each time they are published (zigbee2mqtt waits as long).
+const DISCOVERY_SCAN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Bridge {
     pub fn new(
@@ -141,8 +152,11 @@ impl Bridge {
             .iter()
             .map(|d| vec![RegisterState::default(); d.registers.len()])
             .collect();
+        let topics = Topics::new(&config);
         Bridge {
-            topics: Topics::new(&config),
+            discovery: Discovery::new(&config, &topics),
+            scan_until: None,
+            topics,
             qos: connection::qos(config.mqtt.qos),
             value_qos: connection::qos(config.mqtt.value_qos),
             availability: vec![None; config.devices.len()],
@@ -190,6 +204,9 @@ impl Bridge {
                 Some(event) = events.recv() => self.on_event(event),
                 Some(outcome) = outcomes.recv() => self.on_outcome(outcome),
                 _ = stats.tick() => self.on_stats(),
+                () = tokio::time::sleep_until(
+                    self.scan_until.unwrap_or_else(tokio::time::Instant::now)
+                ), if self.scan_until.is_some() => self.end_discovery_scan(),
                 Some(message) = link.recv() => match message {
                     LinkEvent::Connected => self.on_connect(),
                     LinkEvent::Disconnected => {
@@ -197,7 +214,9 @@ impl Bridge {
                         self.status();
                     }
                     LinkEvent::Message { topic, payload, retained } => {
-                        self.on_message(&topic, &payload, retained, &requests, &intervals);
+                        if !self.on_discovery_message(&topic, &payload, retained) {
+                            self.on_message(&topic, &payload, retained, &requests, &intervals);
+                        }
                     }
                 },
                 Some(reload) = reloads.recv() => match reload {
@@ -256,6 +275,7 @@ impl Bridge {
         scheduler: &mpsc::UnboundedSender<(usize, Duration)>,
     ) {
         let topics = Topics::new(&config);
+        let discovery = Discovery::new(&config, &topics);
         let mut added = 0;
         let registers: Vec<Vec<RegisterState>> = config
             .devices
@@ -321,6 +341,7 @@ impl Bridge {
         );
         self.stale.extend(cleared);
         self.stale.extend(gone_devices);
+        self.switch_discovery(discovery);
 
         if self.is_connected() {
             let old: HashSet<String> = self.topics.subscriptions().into_iter().collect();
@@ -341,6 +362,7 @@ impl Bridge {
         self.set_aside.clear();
         self.monitors = monitors;
         self.clear_stale();
+        self.publish_configs();
         self.status();
     }
 
@@ -390,10 +412,19 @@ impl Bridge {
     fn on_connect(&mut self) {
         self.connected.send_replace(true);
         self.status();
+        self.discovery_connected();
         self.publish(&self.topics.bridge_state(), "online".to_owned(), true);
         self.subscribe(self.topics.subscriptions());
         self.clear_stale();
         // A new session: everything current goes out again for new subscribers.
+        self.publish_current();
+        if let Some(error) = &self.port_error {
+            self.report_port(error);
+        }
+    }
+
+    /// Every value and availability known.
+    fn publish_current(&mut self) {
         for d in 0..self.registers.len() {
             for r in 0..self.registers[d].len() {
                 if let Some(value) = self.registers[d][r].latest.clone() {
@@ -411,9 +442,94 @@ impl Bridge {
         for device in 0..self.config.devices.len() {
             self.publish_interval(device);
         }
-        if let Some(error) = &self.port_error {
-            self.report_port(error);
+    }
+
+    /// After a connect, with discovery on: the configs go out before any value, so that
+    /// Home Assistant has the entities when their states come; then the retained configs
+    /// under our node are looked through for those of registers that left the map.
+    fn discovery_connected(&mut self) {
+        let Some(discovery) = &self.discovery else {
+            return;
+        };
+        self.publish_configs();
+        self.subscribe([discovery.status_topic(), discovery.node_filter()]);
+        self.scan_until = Some(tokio::time::Instant::now() + DISCOVERY_SCAN);
+    }
+
+    /// The discovery of a new config: the configs of the old one that it lacks are cleared,
+    /// and Home Assistant's status is listened to where the new one says.
+    fn switch_discovery(&mut self, discovery: Option<Discovery>) {
+        if self.scan_until.is_some() {
+            self.end_discovery_scan();
         }
+        let old = self.discovery.as_ref();
+        self.stale.extend(
+            old.iter()
+                .flat_map(|old| old.configs())
+                .map(|(topic, _)| topic)
+                .filter(|topic| !discovery.as_ref().is_some_and(|new| new.is_current(topic)))
+                .cloned(),
+        );
+        let status = |d: Option<&Discovery>| d.map(Discovery::status_topic);
+        let (old, new) = (status(old), status(discovery.as_ref()));
+        if old != new && self.is_connected() {
+            if let Some(old) = old
+                && let Err(e) = self.client.try_unsubscribe(&old)
+            {
+                tracing::error!(topic = old, error = %e, "cannot unsubscribe");
+            }
+            self.subscribe(new);
+        }
+        self.discovery = discovery;
+    }
+
+    fn end_discovery_scan(&mut self) {
+        self.scan_until = None;
+        // A lost session took its subscriptions with it.
+        if let (Some(discovery), true) = (&self.discovery, self.is_connected())
+            && let Err(e) = self.client.try_unsubscribe(discovery.node_filter())
+        {
+            tracing::warn!(error = %e, "cannot unsubscribe from the discovery configs");
+        }
+    }
+
+    fn publish_configs(&self) {
+        for (topic, payload) in self.discovery.iter().flat_map(Discovery::configs) {
+            self.publish(topic, payload.clone(), true);
+        }
+    }
+
+    /// Home Assistant's status and the discovery configs under our node; whether `topic`
+    /// was one of them.
+    fn on_discovery_message(&mut self, topic: &str, payload: &[u8], retained: bool) -> bool {
+        let Some(discovery) = &self.discovery else {
+            return false;
+        };
+        if topic == discovery.status_topic() {
+            // Home Assistant says `online` once it has taken the retained configs (after
+            // its discovery cool-down), so its entities are subscribed by now.
+            if payload.eq_ignore_ascii_case(b"online") {
+                tracing::info!(
+                    "Home Assistant started: discovery configs and values published again"
+                );
+                self.publish_configs();
+                self.publish_current();
+            }
+            return true;
+        }
+        if discovery.is_stale(topic) {
+            // What the broker kept from an earlier map; an empty one is cleared already,
+            // and a live one is not ours to judge.
+            if retained && !payload.is_empty() {
+                tracing::info!(
+                    topic,
+                    "discovery config of a register no longer in the map cleared"
+                );
+                self.publish(topic, String::new(), true);
+            }
+            return true;
+        }
+        discovery.is_current(topic)
     }
 
     fn on_event(&mut self, event: Event) {

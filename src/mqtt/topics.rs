@@ -26,6 +26,8 @@ pub struct Topics {
     base: String,
     /// State topic per device, per register.
     values: Vec<Vec<String>>,
+    /// Command topic per device, per register.
+    commands: Vec<Vec<String>>,
     /// Every topic that asks for something. Commands cover every register, writable or
     /// not, so a set on a read-only one can be refused by name.
     routes: HashMap<String, Route>,
@@ -36,6 +38,7 @@ impl Topics {
         let base = config.mqtt.base_topic.clone();
         let mut routes = HashMap::new();
         let mut values = Vec::new();
+        let mut commands = Vec::new();
         for (d, device) in config.devices.iter().enumerate() {
             let prefix = format!("{base}/{}", device.name);
             routes.insert(format!("{prefix}/get"), Route::Get(d, None));
@@ -44,6 +47,7 @@ impl Topics {
                 routes.insert(topic.clone(), Route::Poll(d));
             }
             let mut states = Vec::new();
+            let mut device_commands = Vec::new();
             for (r, register) in device.registers.iter().enumerate() {
                 let default = format!("{prefix}/{}", register.name);
                 routes.insert(format!("{default}/get"), Route::Get(d, Some(r)));
@@ -52,14 +56,17 @@ impl Topics {
                     .command_topic
                     .clone()
                     .unwrap_or_else(|| format!("{state}/set"));
-                routes.insert(command, Route::Set(d, r));
+                routes.insert(command.clone(), Route::Set(d, r));
                 states.push(state);
+                device_commands.push(command);
             }
             values.push(states);
+            commands.push(device_commands);
         }
         Topics {
             base,
             values,
+            commands,
             routes,
         }
     }
@@ -73,10 +80,15 @@ impl Topics {
         self.values.iter().flatten().map(String::as_str)
     }
 
+    /// Where commands to a register come.
+    pub fn command_of(&self, device: usize, register: usize) -> &str {
+        &self.commands[device][register]
+    }
+
     /// Whether commands to a register come on its own state topic (ioBroker's scheme): the
     /// gateway then hears its own publishes there.
     pub fn shares_state_topic(&self, device: usize, register: usize) -> bool {
-        self.route(self.value(device, register)) == Some(Route::Set(device, register))
+        self.value(device, register) == self.command_of(device, register)
     }
 
     pub fn availability(&self, device_name: &str) -> String {
@@ -199,6 +211,9 @@ mod tests {
         assert!(topics.shares_state_topic(0, 2));
         assert!(!topics.shares_state_topic(0, 0));
         assert!(!topics.shares_state_topic(0, 3));
+        assert_eq!(topics.command_of(0, 2), "modbusgateway/led");
+        assert_eq!(topics.command_of(0, 3), "gladys/device/test/state");
+        assert_eq!(topics.command_of(0, 0), "rtu2mqtt/climate/temperature/set");
         assert_eq!(
             topics.subscriptions(),
             [
