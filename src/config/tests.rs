@@ -613,11 +613,7 @@ fn names_home_assistant_would_take_for_one_are_refused_when_discovery_is_on() {
         "[homeassistant]\ndiscovery = true\n{BUS}{devices}"
     ));
     let found: Vec<(usize, &str)> = p.iter().map(|p| (p.line, p.key.as_str())).collect();
-    assert_eq!(
-        found,
-        [(12, "name"), (24, "name"), (30, "name")],
-        "{p:#?}"
-    );
+    assert_eq!(found, [(12, "name"), (24, "name"), (30, "name")], "{p:#?}");
     assert!(p[0].message.contains("\"a_b\""), "{}", p[0].message);
     assert!(
         p[1].message.contains("register \"y_z\" of device \"x\""),

@@ -217,12 +217,23 @@ impl<'a> Builder<'a> {
     }
 
     fn register(&self, d: usize, device: &Device, r: usize, register: &Register) -> Entity {
-        let is_bool = register.codec.kind == ValueType::Bool;
-        let component = match (register.writable, is_bool) {
-            (false, false) => "sensor",
-            (false, true) => "binary_sensor",
-            (true, false) => "number",
-            (true, true) => "switch",
+        let codec = &register.codec;
+        let is_bool = codec.kind == ValueType::Bool;
+        let is_text = codec.kind == ValueType::String;
+        let texts: Option<Vec<&str>> = codec.values.as_ref().map(|values| {
+            values
+                .entries()
+                .iter()
+                .map(|(_, text)| text.as_str())
+                .collect()
+        });
+        let component = match (register.writable, is_bool, is_text, texts.is_some()) {
+            (false, true, ..) => "binary_sensor",
+            (false, ..) => "sensor",
+            (true, true, ..) => "switch",
+            (true, _, true, _) => "text",
+            (true, _, _, true) => "select",
+            (true, ..) => "number",
         };
         let object = object_id(&device.name, &register.name);
         let mut device_block = json!({
@@ -260,7 +271,18 @@ impl<'a> Builder<'a> {
         if register.writable {
             entity.insert("command_topic".into(), json!(self.topics.command_of(d, r)));
         }
-        if is_bool {
+        if let Some(texts) = texts {
+            // The texts the gateway publishes and takes; a sensor of them is an `enum`.
+            entity.insert("options".into(), json!(texts));
+            if !register.writable {
+                entity.insert("device_class".into(), json!("enum"));
+            }
+        } else if is_text {
+            if register.writable {
+                // Two characters per register.
+                entity.insert("max".into(), json!(2 * codec.length));
+            }
+        } else if is_bool {
             // What the gateway publishes for a bool, and takes as a command.
             for (key, payload) in [("payload_on", "true"), ("payload_off", "false")] {
                 entity.insert(key.into(), json!(payload));
@@ -462,6 +484,39 @@ mod tests {
             pwm["step"], MIN_STEP,
             "the finest step Home Assistant takes"
         );
+    }
+
+    #[test]
+    fn enumerations_are_selects_or_enum_sensors_strings_text_and_bits_switches() {
+        let text = "[homeassistant]\ndiscovery = true\n[bus]\nport = \"/dev/null\"\n\
+             [[device]]\nname = \"pump\"\nunit = 1\nregister = [\n\
+             { name = \"mode\", address = 0, values = { 0 = \"off\", 1 = \"heat\", 2 = \"cool\" }, writable = true },\n\
+             { name = \"state\", address = 1, values = { 0 = \"idle\", 1 = \"running\" } },\n\
+             { name = \"serial\", address = 2, length = 4 },\n\
+             { name = \"label\", address = 6, length = 8, writable = true },\n\
+             { name = \"heating\", address = 14, bit = 3, writable = true },\n\
+             { name = \"alarm\", address = 14, bit = 15 },\n]\n";
+        let discovery = discovery(text);
+        let at = |component: &str, register: &str| {
+            config(
+                &discovery,
+                &format!("homeassistant/{component}/rtu2mqtt/pump_{register}/config"),
+            )
+        };
+        let mode = at("select", "mode");
+        assert_eq!(mode["options"], json!(["off", "heat", "cool"]));
+        assert_eq!(mode["command_topic"], "rtu2mqtt/pump/mode/set");
+        assert!(mode.get("device_class").is_none() && mode.get("min").is_none());
+        let state = at("sensor", "state");
+        assert_eq!(state["device_class"], "enum");
+        assert_eq!(state["options"], json!(["idle", "running"]));
+        let serial = at("sensor", "serial");
+        assert!(serial.get("options").is_none() && serial.get("unit_of_measurement").is_none());
+        let label = at("text", "label");
+        assert_eq!(label["max"], 16);
+        assert_eq!(label["command_topic"], "rtu2mqtt/pump/label/set");
+        assert_eq!(at("switch", "heating")["payload_on"], "true");
+        assert_eq!(at("binary_sensor", "alarm")["payload_off"], "false");
     }
 
     #[test]
