@@ -9,7 +9,7 @@ use crate::util::{Broker, GatewayProcess, Watcher, config_on, small_config, star
 
 const ERRORS: &str = "rtu2mqtt/bridge/error";
 
-/// One read of 37 registers on unit 1 holds every layout.
+/// One read of 39 registers on unit 1 holds every layout.
 const REGISTERS: &str = r#"register = [
   { name = "ready", address = 0, bit = 0 },
   { name = "heating", address = 0, bit = 3 },
@@ -27,6 +27,7 @@ const REGISTERS: &str = r#"register = [
   { name = "odd_mode", address = 33, values = { 0 = "off" } },
   { name = "temperature", address = 34, type = "f32" },
   { name = "humidity", address = 36 },
+  { name = "pressure", address = 37, type = "f32" },
 ]
 [sim.a]
 serial = "SN-42"
@@ -64,6 +65,9 @@ async fn every_layout_is_published_and_commands_by_text_are_written() {
     sim.sim.set(1, Table::Holding, 0, 0xA001);
     sim.sim.set(1, Table::Holding, 34, 0x7FC0);
     sim.sim.set(1, Table::Holding, 35, 0);
+    // And one that says +infinity.
+    sim.sim.set(1, Table::Holding, 37, 0x7F80);
+    sim.sim.set(1, Table::Holding, 38, 0);
     let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
     let gateway = GatewayProcess::start(&text.replace(
         "port = \"/dev/ttyUSB0\"",
@@ -104,10 +108,19 @@ async fn every_layout_is_published_and_commands_by_text_are_written() {
             .await
     );
     assert!(watcher.payloads("rtu2mqtt/a/temperature").is_empty());
+    assert!(watcher.payloads("rtu2mqtt/a/pressure").is_empty());
     let errors = watcher.payloads(ERRORS);
-    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
-        errors[0].contains("temperature") && errors[0].contains("NaN"),
+        errors
+            .iter()
+            .any(|e| e.contains("temperature") && e.contains("NaN")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("pressure") && e.contains("inf")),
         "{errors:?}"
     );
     // Every register in one read per cycle: the bits of the status word share it.
@@ -119,7 +132,7 @@ async fn every_layout_is_published_and_commands_by_text_are_written() {
         .map(|s| (s.address, s.count))
         .collect();
     assert!(
-        reads.len() >= 4 && reads.iter().all(|r| *r == (0, 37)),
+        reads.len() >= 4 && reads.iter().all(|r| *r == (0, 39)),
         "{reads:?}"
     );
     // Back from "no sensor": published again.
@@ -142,18 +155,18 @@ async fn every_layout_is_published_and_commands_by_text_are_written() {
     watcher.publish("rtu2mqtt/a/label/set", "TOO LONG").await;
     assert!(
         watcher
-            .wait_for(|ms| ms.iter().filter(|m| m.topic == ERRORS).count() == 3)
+            .wait_for(|ms| ms.iter().filter(|m| m.topic == ERRORS).count() == 4)
             .await,
         "{:?}",
         watcher.payloads(ERRORS)
     );
     let errors = watcher.payloads(ERRORS);
     assert!(
-        errors[1].contains("dry")
-            && errors[1].contains("is not one of off (0), heat (1), cool (2)"),
+        errors[2].contains("dry")
+            && errors[2].contains("is not one of off (0), heat (1), cool (2)"),
         "{errors:?}"
     );
-    assert!(errors[2].contains("do not fit"), "{errors:?}");
+    assert!(errors[3].contains("do not fit"), "{errors:?}");
     // A few more polls: nothing refused was written meanwhile.
     let polls = watcher.payloads(humidity).len();
     assert!(
@@ -245,6 +258,58 @@ async fn a_bit_is_switched_alone_by_read_modify_write_or_function_22() {
             (22, 1, vec![!(1 << 15), 0]),
         ]
     );
+    assert!(
+        watcher.payloads(ERRORS).is_empty(),
+        "{:?}",
+        watcher.payloads(ERRORS)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worked_example_of_the_readme_runs_on_its_simulated_devices() {
+    let broker = Broker::start();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/manual.toml");
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("[mqtt]\n", &format!("[mqtt]\nport = {}\n", broker.port));
+    let sim = start_sim(&config_on(&text, "/dev/null"));
+    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
+    let gateway = GatewayProcess::start(&text.replace(
+        "port = \"/dev/ttyUSB0\"",
+        &format!("port = \"{}\"", sim.path),
+    ));
+    for (topic, value) in [
+        ("meter/voltage_l1", "230.4"),
+        ("meter/import_energy", "12345.6"),
+        ("meter/serial", "21051234"),
+        ("heatpump/compressor", "true"),
+        ("heatpump/fault", "false"),
+        ("heatpump/mode", "heat"),
+        ("heatpump/flow_temperature", "33.8"),
+        ("heatpump/heat_energy", "12345678901"),
+        ("heatpump/serial", "HP-2024-000123"),
+    ] {
+        let topic = format!("rtu2mqtt/{topic}");
+        assert!(
+            watcher.wait_payload(&topic, value).await,
+            "{topic} {value}: {:?}\n{}",
+            watcher.payloads(&topic),
+            gateway.log()
+        );
+    }
+    let before = sim.sim.holding(2, 101).unwrap();
+    watcher.publish("rtu2mqtt/heatpump/boost/set", "on").await;
+    assert!(
+        watcher
+            .wait_payload("rtu2mqtt/heatpump/boost", "true")
+            .await,
+        "{}",
+        gateway.log()
+    );
+    assert_eq!(sim.sim.holding(2, 101), Some(before | 1 << 4));
+    watcher.publish("rtu2mqtt/heatpump/mode/set", "auto").await;
+    assert!(watcher.wait_payload("rtu2mqtt/heatpump/mode", "auto").await);
+    assert_eq!(sim.sim.holding(2, 102), Some(3));
     assert!(
         watcher.payloads(ERRORS).is_empty(),
         "{:?}",

@@ -96,10 +96,11 @@ pub fn report(config: &Config) -> String {
                 r.read.address,
                 r.read.end() - 1,
                 r.read.count,
-                if r.read.table.is_bits() {
-                    "bits"
-                } else {
-                    "registers"
+                match (r.read.table.is_bits(), r.read.count) {
+                    (true, 1) => "bit",
+                    (true, _) => "bits",
+                    (false, 1) => "register",
+                    (false, _) => "registers",
                 },
                 r.read.frame_bytes(),
                 line.map_or(String::new(), |line| format!(", {}", ms(r.line_time(line)))),
