@@ -192,3 +192,63 @@ fn check_refuses_serial_keys_on_modbus_tcp_and_prints_no_line_time() {
     assert!(stdout.contains("no shared serial line"), "{stdout}");
     assert!(!stdout.contains("line time;"), "{stdout}");
 }
+
+#[test]
+fn demo_runs_the_reference_device_and_says_how_to_reach_it() {
+    use std::io::BufRead;
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_rtu2mqtt"))
+        .arg("demo")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let stdout = demo.stdout.take().expect("piped stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let wanted = [
+        "mosquitto_pub -h 127.0.0.1 -p ",
+        "Home Assistant on this machine",
+        "rtu2mqtt/climate/temperature 21.5",
+        "rtu2mqtt/climate/pwm 0",
+        "rtu2mqtt/climate/availability online",
+    ];
+    while !wanted
+        .iter()
+        .all(|w| seen.iter().any(|l: &String| l.contains(w)))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    // SAFETY: kill(2) with the pid of our own child.
+    unsafe { libc::kill(demo.id() as libc::pid_t, libc::SIGINT) };
+    let stopped = (0..100).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        demo.try_wait().ok().flatten()
+    });
+    if stopped.is_none() {
+        let _ = demo.kill();
+    }
+    for w in wanted {
+        assert!(
+            seen.iter().any(|l| l.contains(w)),
+            "{w:?} not in\n{}",
+            seen.join("\n")
+        );
+    }
+    assert!(stopped.is_some_and(|s| s.success()), "{stopped:?}");
+}

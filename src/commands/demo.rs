@@ -48,6 +48,8 @@ pub async fn run(args: crate::cli::DemoArgs) -> anyhow::Result<ExitCode> {
     config.mqtt.host = "127.0.0.1".to_owned();
     config.mqtt.port = port;
     config.mqtt.client_id = "rtu2mqtt-demo".to_owned();
+    // Home Assistant pointed at the demo broker finds the device by itself.
+    config.homeassistant.discovery = true;
     let base = config.mqtt.base_topic.clone();
     tokio::spawn(print_publishes(port, base.clone(), shutdown.clone()));
 
@@ -59,6 +61,8 @@ pub async fn run(args: crate::cli::DemoArgs) -> anyhow::Result<ExitCode> {
     println!("  mosquitto_pub -h 127.0.0.1 -p {port} -t {base}/climate/pwm/set -m 512");
     println!("Watch it all with:");
     println!("  mosquitto_sub -h 127.0.0.1 -p {port} -t '{base}/#' -v");
+    println!("Home Assistant on this machine: add the MQTT integration with broker 127.0.0.1,");
+    println!("  port {port}; the device \"climate\" appears with its entities (discovery is on).");
     println!("Every publish follows as `topic payload`. Ctrl-C stops the demo.\n");
 
     // The demo's config lives in memory, not in a file to re-read: no reloads.
