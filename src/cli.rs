@@ -26,8 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Run(ConfigArg),
-    /// Validate a config and print its poll plan and bus time.
-    Check(ConfigArg),
+    /// Validate a config, print its poll plan and bus time, and warn of what looks wrong.
+    Check(CheckArgs),
     /// Try everything on this machine: simulated slave, embedded broker and gateway.
     Demo(DemoArgs),
     /// Serve the devices of a config as a simulated slave bus.
@@ -43,6 +43,15 @@ pub struct ConfigArg {
     /// The config file.
     #[arg(short, long, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Fail (exit 1) on warnings too, not only on errors.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]

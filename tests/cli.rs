@@ -252,3 +252,18 @@ fn demo_runs_the_reference_device_and_says_how_to_reach_it() {
     }
     assert!(stopped.is_some_and(|s| s.success()), "{stopped:?}");
 }
+
+#[test]
+fn check_warns_on_stderr_and_fails_on_warnings_only_when_strict() {
+    let out = rtu2mqtt(&["check", "-c", "configs/example.toml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("warning: configs/example.toml:31:8: `port`: ")
+            && stderr.contains("/dev/serial/by-id/"),
+        "{stderr}"
+    );
+    let strict = rtu2mqtt(&["check", "--strict", "-c", "configs/example.toml"]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&strict.stdout).contains("1 read per cycle"));
+}

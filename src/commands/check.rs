@@ -8,10 +8,27 @@ use std::time::Duration;
 use crate::config::{self, Config, Transport};
 use crate::plan::{self, PollRequest};
 
-pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = config::load(path)?;
+/// Prints the plan, then the warnings, as compilers do, on stderr. Warnings fail the check
+/// only when `strict`.
+pub fn run(path: &Path, strict: bool) -> anyhow::Result<ExitCode> {
+    let (config, warnings) = config::load_with_warnings(path)?;
     print!("{}", report(&config));
-    Ok(ExitCode::SUCCESS)
+    for w in &warnings {
+        eprintln!(
+            "warning: {}:{}:{}: `{}`: {}",
+            path.display(),
+            w.line,
+            w.column,
+            w.key,
+            w.message
+        );
+    }
+    if warnings.is_empty() || !strict {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{} warning(s), and --strict: failing", warnings.len());
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn ms(d: Duration) -> String {

@@ -15,14 +15,18 @@ use crate::cli::Command;
 /// Runs one subcommand to its end.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Check(args) => check::run(&args.config),
+        Command::Check(args) => check::run(&args.config.config, args.strict),
         Command::Sim(args) => sim::run(args).await,
         Command::Read(args) => oneshot::read(args).await,
         Command::Write(args) => oneshot::write(args).await,
         Command::Run(args) => {
             let shutdown = shutdown_on_signals()?;
             let reloads = reload_on_hangup()?;
-            let config = crate::config::load(&args.config)?;
+            let (config, warnings) = crate::config::load_with_warnings(&args.config)?;
+            for w in warnings {
+                let file = args.config.display();
+                tracing::warn!("config {file}:{}: `{}`: {}", w.line, w.key, w.message);
+            }
             crate::app::run(config, shutdown, reloads).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -78,6 +78,21 @@ impl Validator<'_> {
                         register.table.name()
                     ),
                 );
+            } else if let Some(other) = registers
+                .iter()
+                .find(|other| overlap(other, &register) && !other_bits(other, &register))
+            {
+                self.warning(
+                    span.clone(),
+                    "address",
+                    format!(
+                        "{:?} overlaps {:?} in the {} table: two views of the same words, or a \
+                         typo in an address or a type's width?",
+                        register.name,
+                        other.name,
+                        register.table.name()
+                    ),
+                );
             }
             let sibling = registers
                 .iter()
@@ -210,6 +225,18 @@ impl Validator<'_> {
             );
         }
         let write_function = self.write_function(&raw, table, &codec);
+        let open_range = codec.kind.is_number()
+            && codec.values.is_none()
+            && codec.min.is_none()
+            && codec.max.is_none();
+        if let Some(w) = raw.writable.as_ref().filter(|_| writable && open_range) {
+            self.warning(
+                w.span(),
+                "writable",
+                "writable without min or max: any value its type holds can be written; \
+                 give the range the device accepts",
+            );
+        }
         if let Some(d) = raw.deadband.as_ref().filter(|d| *d.get_ref() < 0.0) {
             self.problem(d.span(), "deadband", "must be zero or more");
         }

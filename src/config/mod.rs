@@ -76,18 +76,29 @@ impl fmt::Display for Problems<'_> {
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with_warnings(path).map(|(config, _)| config)
+}
+
+/// Reads and validates a config file, with what in it is legal but probably wrong.
+pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<Problem>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(&text, path)
+    parse_with_warnings(&text, path)
 }
 
 /// Validates config text; `path` is only used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    parse_with_warnings(text, path).map(|(config, _)| config)
+}
+
+/// Validates config text, and says what in it is legal but probably wrong.
+pub fn parse_with_warnings(text: &str, path: &Path) -> Result<(Config, Vec<Problem>), ConfigError> {
     let mut v = Validator {
         text,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let config = match toml::from_str::<RawConfig>(text) {
         Ok(raw) => Some(v.config(raw, path)),
@@ -102,7 +113,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
     };
     match config {
-        Some(config) if v.problems.is_empty() => Ok(config),
+        Some(config) if v.problems.is_empty() => Ok((config, v.warnings)),
         _ => Err(ConfigError::Invalid {
             path: path.to_owned(),
             problems: v.problems,
@@ -132,6 +143,8 @@ fn missing_field(message: &str) -> Option<&str> {
 struct Validator<'a> {
     text: &'a str,
     problems: Vec<Problem>,
+    /// Legal but probably wrong (`check` shows them; `run` logs them).
+    warnings: Vec<Problem>,
 }
 
 const DEFAULT_BASE_TOPIC: &str = "rtu2mqtt";
@@ -148,21 +161,33 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_RETRIES: u32 = 3;
 const MAX_FRAME_GAP: Duration = Duration::from_secs(1);
 const MAX_OFFLINE_POLL: Duration = Duration::from_secs(24 * 3600);
+/// A response timeout below this misses the answers of many devices.
+const SHORT_TIMEOUT: Duration = Duration::from_millis(20);
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// A command that waited longer than this for its device would surprise whoever sent it.
 const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Validator<'_> {
     fn problem(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let problem = self.locate(span, key, message);
+        self.problems.push(problem);
+    }
+
+    fn warning(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let warning = self.locate(span, key, message);
+        self.warnings.push(warning);
+    }
+
+    fn locate(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> Problem {
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        self.problems.push(Problem {
+        Problem {
             line,
             column,
             key: key.to_owned(),
             message: message.into(),
-        });
+        }
     }
 
     fn duration(&mut self, value: Option<&Spanned<String>>, key: &str) -> Option<Duration> {
@@ -215,6 +240,17 @@ impl Validator<'_> {
     ) -> Timing {
         let (timeout_span, gap_span) = (timeout.map(Spanned::span), frame_gap.map(Spanned::span));
         let timeout = self.positive_duration(timeout, "timeout", default.timeout);
+        if let Some(span) = timeout_span.clone().filter(|_| timeout < SHORT_TIMEOUT) {
+            self.warning(
+                span,
+                "timeout",
+                format!(
+                    "devices commonly take 5 to 50 ms to start answering; under {} many answers \
+                     will be missed (the answer's own line time comes on top of the timeout)",
+                    humantime::format_duration(SHORT_TIMEOUT)
+                ),
+            );
+        }
         let frame_gap = self
             .duration(frame_gap, "frame_gap")
             .unwrap_or(default.frame_gap);
@@ -311,11 +347,18 @@ impl Validator<'_> {
             self.entity_ids(&names);
         }
         let mut devices: Vec<Device> = Vec::new();
+        // Where each device's poll interval is set (or the device is named).
+        let mut poll_spans = Vec::new();
         let mut names = HashSet::new();
         let mut units = HashSet::new();
         for raw_device in raw.devices {
             let name = raw_device.get_ref().name.clone();
             let unit = raw_device.get_ref().unit.clone();
+            let poll_span = raw_device
+                .get_ref()
+                .poll
+                .as_ref()
+                .map_or(name.span(), Spanned::span);
             if let (Some(gap), false) = (&raw_device.get_ref().frame_gap, bus.transport.has_line())
             {
                 self.no_serial_line(gap.span(), "frame_gap");
@@ -332,9 +375,11 @@ impl Validator<'_> {
                     );
                 }
                 devices.push(device);
+                poll_spans.push(poll_span);
             }
         }
         let sim = self.sim(raw.sim, &devices);
+        self.line_time(&bus, &devices, &poll_spans);
         Config {
             source: path.to_owned(),
             mqtt,
@@ -425,8 +470,49 @@ impl Validator<'_> {
         }
     }
 
+    /// Warns of a plan that needs more line time than there is: polls will be skipped. Said
+    /// at the `poll` of the device that takes most of the line.
+    fn line_time(&mut self, bus: &Bus, devices: &[Device], poll_spans: &[Range<usize>]) {
+        if !bus.transport.has_line() {
+            return;
+        }
+        let reads = crate::plan::plan(devices);
+        let share = crate::plan::utilisation(&reads, &bus.line);
+        let busiest = (0..devices.len()).max_by(|a, b| {
+            let of = |d: usize| {
+                let own: Vec<_> = reads.iter().filter(|r| r.device == d).cloned().collect();
+                crate::plan::utilisation(&own, &bus.line)
+            };
+            of(*a).total_cmp(&of(*b))
+        });
+        if let (true, Some(busiest)) = (share > 1.0, busiest) {
+            self.warning(
+                poll_spans[busiest].clone(),
+                "poll",
+                format!(
+                    "the reads need {:.0}% of the line's time at {} before any device answers: \
+                     the line can never keep up, and about {:.0}% of the polls will be skipped \
+                     (overruns in bridge/stats); poll less often, or raise the baud",
+                    share * 100.0,
+                    bus.line.describe(),
+                    (1.0 - 1.0 / share) * 100.0
+                ),
+            );
+        }
+    }
+
     fn bus(&mut self, raw: Spanned<RawBus>) -> Bus {
         let raw = raw.into_inner();
+        if raw.port.get_ref().starts_with("/dev/ttyUSB")
+            || raw.port.get_ref().starts_with("/dev/ttyACM")
+        {
+            self.warning(
+                raw.port.span(),
+                "port",
+                "ttyUSB and ttyACM numbers change when adapters are plugged in another order: \
+                 prefer the adapter's link under /dev/serial/by-id/ (ls -l /dev/serial/by-id/)",
+            );
+        }
         let transport = match Transport::parse(raw.port.get_ref()) {
             Ok(transport) => transport,
             Err(e) => {

@@ -626,3 +626,42 @@ fn names_home_assistant_would_take_for_one_are_refused_when_discovery_is_on() {
         p[2].message
     );
 }
+
+#[test]
+fn legal_but_probably_wrong_things_are_warned_of_with_line_and_key() {
+    let text = "[bus]\nport = \"/dev/ttyUSB1\"\nbaud = 9600\ntimeout = \"5ms\"\n\
+                [[device]]\nname = \"a\"\nunit = 1\npoll = \"10ms\"\nregister = [\n\
+                { name = \"setpoint\", address = 0, writable = true },\n\
+                { name = \"limited\", address = 1, writable = true, min = 0, max = 10 },\n\
+                { name = \"wide\", address = 2, type = \"u32\" },\n\
+                { name = \"view\", address = 3 },\n\
+                { name = \"ready\", address = 5, bit = 0 },\n\
+                { name = \"alarm\", address = 5, bit = 15 },\n\
+                { name = \"flag\", address = 6, type = \"bool\", writable = true },\n\
+                { name = \"mode\", address = 7, values = { 0 = \"off\" }, writable = true },\n\
+                ]\n";
+    let (_, warnings) = parse_with_warnings(text, Path::new("t")).unwrap();
+    let found: Vec<(usize, &str)> = warnings.iter().map(|w| (w.line, w.key.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            (2, "port"),
+            (4, "timeout"),
+            (10, "writable"),
+            (13, "address"),
+            (8, "poll"),
+        ],
+        "{warnings:#?}"
+    );
+    assert!(warnings[0].message.contains("/dev/serial/by-id/"));
+    assert!(warnings[3].message.contains("\"view\" overlaps \"wide\""));
+    assert!(
+        warnings[4].message.contains("can never keep up"),
+        "{}",
+        warnings[4].message
+    );
+    // The shipped example warns of its port name alone.
+    let (_, warnings) = parse_with_warnings(EXAMPLE, Path::new("t")).unwrap();
+    let keys: Vec<&str> = warnings.iter().map(|w| w.key.as_str()).collect();
+    assert_eq!(keys, ["port"]);
+}
