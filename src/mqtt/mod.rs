@@ -50,24 +50,38 @@ struct RegisterState {
     latest: Option<Value>,
     /// Last value published and when.
     published: Option<(Value, String, Instant)>,
-    /// Values published on a topic that is also the register's command topic, on their way
-    /// back to us through the broker: heard, they are no command.
+    /// Values published lately on a topic that is also the register's command topic: what
+    /// comes back there soon after is their echo (ours, or another client's), no command.
     echoes: VecDeque<(String, Instant)>,
+    /// Payloads of the commands accepted for it and not yet done (waiting or on the bus).
+    commanded: Vec<String>,
 }
 
-/// Own publishes awaited back at most, per register; older ones are forgotten.
+/// How long after connecting retained messages on a shared state and command topic are
+/// taken for what the subscription brings: the states kept, no commands.
+const SUBSCRIBE_REPLAY: Duration = Duration::from_secs(5);
+
+/// Recent publishes kept per register; older ones are forgotten.
 const ECHOES_KEPT: usize = 8;
-/// How long an own publish is awaited back: the broker returns it within milliseconds.
-const ECHO_WAIT: Duration = Duration::from_secs(10);
+/// How long after a publish its value coming back is taken for an echo. The broker returns
+/// our own within milliseconds, and ioBroker's adapter its copy (`ack=true`) as fast; a
+/// command for a value published this recently is taken for an echo too (see README).
+const ECHO_WAIT: Duration = Duration::from_secs(2);
 
 impl RegisterState {
-    /// Whether a message on the register's shared state and command topic is our own
-    /// publish coming back, or the value last published there (ioBroker sends states
-    /// back with `ack`, and replays them when it reconnects): then it is no command.
+    /// Whether a message on the register's shared state and command topic is a value
+    /// published there in the last [`ECHO_WAIT`] coming back (ours, and ioBroker's adapter
+    /// sending states back with `ack` — the copy of an older value may come after a newer
+    /// one, and must not be written back), or the value last published there (ioBroker
+    /// replays its states when it reconnects), or a command still being carried out
+    /// (ioBroker's adapter sends its own command back as the state within milliseconds,
+    /// before the device has it): then it is no command.
     fn is_own_state(&mut self, text: &str, value: Option<&Value>) -> bool {
+        if self.commanded.iter().any(|c| c == text) {
+            return true;
+        }
         self.echoes.retain(|(_, at)| at.elapsed() < ECHO_WAIT);
-        if let Some(at) = self.echoes.iter().position(|(echo, _)| echo == text) {
-            self.echoes.remove(at);
+        if self.echoes.iter().any(|(echo, _)| echo == text) {
             return true;
         }
         match (&self.published, value) {
@@ -133,6 +147,9 @@ pub struct Bridge {
     /// Until when the retained discovery configs under our node are looked through for
     /// stale ones, after a connect.
     scan_until: Option<tokio::time::Instant>,
+    /// When the broker connection last came up: the retained messages a subscription
+    /// brings come soon after.
+    connected_at: Instant,
 }
 
 /// How long the retained discovery configs under our node are listened to after a connect:
@@ -156,6 +173,7 @@ impl Bridge {
         Bridge {
             discovery: Discovery::new(&config, &topics),
             scan_until: None,
+            connected_at: Instant::now(),
             topics,
             qos: connection::qos(config.mqtt.qos),
             value_qos: connection::qos(config.mqtt.value_qos),
@@ -411,6 +429,7 @@ impl Bridge {
 
     fn on_connect(&mut self) {
         self.connected.send_replace(true);
+        self.connected_at = Instant::now();
         self.status();
         self.discovery_connected();
         self.publish(&self.topics.bridge_state(), "online".to_owned(), true);
@@ -711,12 +730,14 @@ impl Bridge {
         let quoted = command::quote(payload);
         let action = match self.topics.route(topic) {
             Some(Route::Set(d, r)) if self.topics.shares_state_topic(d, r) => {
-                // A retained message there is the last state, not a command; nor is our
-                // own publish coming back.
+                // What a new subscription brings there is the last state, not a command;
+                // nor is our own publish coming back. (Only then: ioBroker's broker flags
+                // every message it forwards as retained, commands too.)
+                let replayed = retained && self.connected_at.elapsed() < SUBSCRIBE_REPLAY;
                 let value = std::str::from_utf8(payload)
                     .ok()
                     .and_then(|text| self.config.devices[d].registers[r].codec.parse(text).ok());
-                if retained || self.registers[d][r].is_own_state(&quoted, value.as_ref()) {
+                if replayed || self.registers[d][r].is_own_state(&quoted, value.as_ref()) {
                     tracing::debug!(topic, payload = %quoted, retained, "state, not a command");
                     return;
                 }
@@ -743,6 +764,11 @@ impl Bridge {
             Err(reason) => return self.refuse(topic, &quoted, &reason),
         };
         tracing::info!(topic, payload = %quoted, "command accepted");
+        if let Action::Write(command) = &action {
+            self.registers[command.device][command.register]
+                .commanded
+                .push(quoted.clone());
+        }
         let request = Request {
             action,
             topic: topic.to_owned(),
@@ -752,12 +778,16 @@ impl Bridge {
             Queued::Waiting => {}
             Queued::Replaced(older) => {
                 tracing::debug!(topic, payload = %older.payload, "replaced by a newer command before its turn");
+                self.done(&older);
             }
-            Queued::Closed(request) => self.refuse(
-                topic,
-                &request.payload,
-                &CommandError::Withdrawn.to_string(),
-            ),
+            Queued::Closed(request) => {
+                self.done(&request);
+                self.refuse(
+                    topic,
+                    &request.payload,
+                    &CommandError::Withdrawn.to_string(),
+                );
+            }
         }
     }
 
@@ -782,12 +812,23 @@ impl Bridge {
         self.report_error(topic, Some(payload), reason);
     }
 
+    /// A request will not be carried out any more, or has been.
+    fn done(&mut self, request: &Request) {
+        if let Action::Write(command) = &request.action {
+            let commanded = &mut self.registers[command.device][command.register].commanded;
+            if let Some(at) = commanded.iter().position(|c| *c == request.payload) {
+                commanded.remove(at);
+            }
+        }
+    }
+
     fn on_outcome(&mut self, outcome: Outcome) {
         let Outcome {
             request,
             values,
             error,
         } = outcome;
+        self.done(&request);
         let device = request.device();
         for (register, value) in values {
             self.on_value(device, register, value, false, true);
