@@ -115,6 +115,14 @@ impl PollRequest {
         })
     }
 
+    /// The names of its registers, for messages.
+    pub fn register_names<'a>(&self, device: &'a Device) -> Vec<&'a str> {
+        self.registers
+            .iter()
+            .map(|&r| device.registers[r].name.as_str())
+            .collect()
+    }
+
     /// The values of its registers that hold one.
     pub fn values(&self, device: &Device, words: &[u16]) -> Vec<(usize, Value)> {
         self.decode(device, words)

@@ -315,14 +315,9 @@ impl Scheduler {
             }
             Err(_) if lacking => {
                 if !self.slots[index].set_aside {
-                    let names: Vec<&str> = request
-                        .registers
-                        .iter()
-                        .map(|r| device.registers[*r].name.as_str())
-                        .collect();
                     tracing::warn!(
                         device = %device.name,
-                        registers = %names.join(","),
+                        registers = %request.register_names(device).join(","),
                         address = request.read.address,
                         "the device refuses to read this register (exception 2): set aside, tried again every 10 minutes"
                     );
@@ -409,14 +404,9 @@ impl Scheduler {
     fn report(&self, index: usize, error: BusError) {
         let request = &self.slots[index].request;
         let device = &self.devices[request.device];
-        let names: Vec<&str> = request
-            .registers
-            .iter()
-            .map(|r| device.registers[*r].name.as_str())
-            .collect();
         tracing::warn!(
             device = %device.name,
-            registers = %names.join(","),
+            registers = %request.register_names(device).join(","),
             table = request.read.table.name(),
             address = request.read.address,
             count = request.read.count,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rtu2mqtt::config::Table;
 use rtu2mqtt::sim::{Fault, Seen};
 
-use crate::util::{Broker, GatewayProcess, SimBus, Watcher, config_on, example_text};
+use crate::util::{Broker, GatewayProcess, SimBus, Watcher, example_text, simulated_gateway};
 
 const ERRORS: &str = "rtu2mqtt/bridge/error";
 const LED: &str = "modbusgateway/led";
@@ -22,9 +22,7 @@ fn pwm_writes(seen: &[Seen]) -> Vec<u16> {
 /// The simulated devices of `config_text` (on whatever port), the gateway on it and a
 /// watcher of everything, waited for until the gateway is online.
 async fn start(broker: &Broker, config_text: &str) -> (SimBus, GatewayProcess, Watcher) {
-    let sim = crate::util::start_sim(&config_on(config_text, "/dev/null"));
-    let watcher = Watcher::connect(broker.port, "#").await;
-    let gateway = GatewayProcess::start(&config_text.replace("/dev/ttyUSB0", &sim.path));
+    let (sim, gateway, watcher) = simulated_gateway(broker, config_text, |_| {}).await;
     assert!(
         watcher
             .wait_payload("rtu2mqtt/climate/availability", "online")
@@ -340,10 +338,8 @@ fn shipped(file: &str, broker: &Broker) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_iobroker_and_gladys_configs_work_on_their_topics() {
     let broker = Broker::start();
-    let text = shipped("iobroker.toml", &broker);
-    let sim = crate::util::start_sim(&config_on(&text, "/dev/null"));
-    let watcher = Watcher::connect(broker.port, "#").await;
-    let gateway = GatewayProcess::start(&text.replace("/dev/ttyUSB0", &sim.path));
+    let (sim, gateway, watcher) =
+        simulated_gateway(&broker, &shipped("iobroker.toml", &broker), |_| {}).await;
     for (topic, payload) in [
         ("modbusgateway/temp", "21.5"),
         ("modbusgateway/hum", "55.3"),
@@ -369,9 +365,8 @@ async fn the_iobroker_and_gladys_configs_work_on_their_topics() {
     assert_eq!(pwm_writes(&sim.sim.seen()), [300]);
     drop(gateway);
 
-    let text = shipped("gladys.toml", &broker);
-    let sim = crate::util::start_sim(&config_on(&text, "/dev/null"));
-    let gateway = GatewayProcess::start(&text.replace("/dev/ttyUSB0", &sim.path));
+    let (sim, gateway, watcher) =
+        simulated_gateway(&broker, &shipped("gladys.toml", &broker), |_| {}).await;
     let feature = |name: &str| format!("mqtt:climate/feature/mqtt:climate:{name}/state");
     let value = |name: &str| format!("gladys/master/device/{}", feature(name));
     assert!(

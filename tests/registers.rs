@@ -5,7 +5,7 @@
 use rtu2mqtt::config::Table;
 use rtu2mqtt::sim::Seen;
 
-use crate::util::{Broker, GatewayProcess, Watcher, config_on, small_config, start_sim};
+use crate::util::{Broker, simulated_gateway, small_config};
 
 const ERRORS: &str = "rtu2mqtt/bridge/error";
 
@@ -60,19 +60,13 @@ async fn every_layout_is_published_and_commands_by_text_are_written() {
         broker.port,
         small_config("", "poll = \"200ms\"", REGISTERS)
     );
-    let sim = start_sim(&config_on(&text, "/dev/null"));
-    // The status word 0xA001, and an f32 that says "no sensor".
-    sim.sim.set(1, Table::Holding, 0, 0xA001);
-    sim.sim.set(1, Table::Holding, 34, 0x7FC0);
-    sim.sim.set(1, Table::Holding, 35, 0);
-    // And one that says +infinity.
-    sim.sim.set(1, Table::Holding, 37, 0x7F80);
-    sim.sim.set(1, Table::Holding, 38, 0);
-    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
-    let gateway = GatewayProcess::start(&text.replace(
-        "port = \"/dev/ttyUSB0\"",
-        &format!("port = \"{}\"", sim.path),
-    ));
+    let (sim, gateway, watcher) = simulated_gateway(&broker, &text, |sim| {
+        // The status word 0xA001, an f32 that says "no sensor" and one that says +inf.
+        for (address, word) in [(0, 0xA001), (34, 0x7FC0), (35, 0), (37, 0x7F80), (38, 0)] {
+            sim.set(1, Table::Holding, address, word);
+        }
+    })
+    .await;
     let expected = [
         ("ready", "true"),
         ("heating", "false"),
@@ -199,14 +193,11 @@ async fn a_bit_is_switched_alone_by_read_modify_write_or_function_22() {
         broker.port,
         small_config("", "poll = \"200ms\"", registers)
     );
-    let sim = start_sim(&config_on(&text, "/dev/null"));
-    sim.sim.set(1, Table::Holding, 0, 0xA001);
-    sim.sim.set(1, Table::Holding, 1, 0xA001);
-    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
-    let gateway = GatewayProcess::start(&text.replace(
-        "port = \"/dev/ttyUSB0\"",
-        &format!("port = \"{}\"", sim.path),
-    ));
+    let (sim, gateway, watcher) = simulated_gateway(&broker, &text, |sim| {
+        sim.set(1, Table::Holding, 0, 0xA001);
+        sim.set(1, Table::Holding, 1, 0xA001);
+    })
+    .await;
     for (register, value) in [("heating", "false"), ("pump", "false"), ("fan", "true")] {
         let topic = format!("rtu2mqtt/a/{register}");
         assert!(
@@ -272,12 +263,7 @@ async fn the_worked_example_of_the_readme_runs_on_its_simulated_devices() {
     let text = std::fs::read_to_string(path)
         .unwrap()
         .replace("[mqtt]\n", &format!("[mqtt]\nport = {}\n", broker.port));
-    let sim = start_sim(&config_on(&text, "/dev/null"));
-    let watcher = Watcher::connect(broker.port, "rtu2mqtt/#").await;
-    let gateway = GatewayProcess::start(&text.replace(
-        "port = \"/dev/ttyUSB0\"",
-        &format!("port = \"{}\"", sim.path),
-    ));
+    let (sim, gateway, watcher) = simulated_gateway(&broker, &text, |_| {}).await;
     for (topic, value) in [
         ("meter/voltage_l1", "230.4"),
         ("meter/import_energy", "12345.6"),

@@ -50,6 +50,21 @@ pub fn start_sim(config: &Config) -> SimBus {
     }
 }
 
+/// The simulated devices of `config_text` (whatever its port), made ready by `prepare`,
+/// then the gateway between them and `broker`, and a watcher of every topic that was
+/// there before the gateway.
+pub async fn simulated_gateway(
+    broker: &Broker,
+    config_text: &str,
+    prepare: impl FnOnce(&Simulator),
+) -> (SimBus, GatewayProcess, Watcher) {
+    let sim = start_sim(&config_on(config_text, "/dev/null"));
+    prepare(&sim.sim);
+    let watcher = Watcher::connect(broker.port, "#").await;
+    let gateway = GatewayProcess::start(&config_text.replace("/dev/ttyUSB0", &sim.path));
+    (sim, gateway, watcher)
+}
+
 /// Parses config text, with the bus port replaced by `port`.
 pub fn config_on(text: &str, port: &str) -> Config {
     let text = text.replace("port = \"/dev/ttyUSB0\"", &format!("port = \"{port}\""));
