@@ -82,6 +82,10 @@ pub struct SimArgs {
     /// Leave this unit id unanswered (repeatable), as if it were unplugged.
     #[arg(long = "silent", value_name = "UNIT")]
     pub silent: Vec<u8>,
+    /// Answer only a master that set these line settings (e.g. 19200-8N1) on the
+    /// pseudo-terminal, as devices set to them do (try `scan` on it); by default any.
+    #[arg(long, value_name = "BAUD-FORMAT", value_parser = crate::sim::parse_line, conflicts_with_all = ["port", "tcp", "rtu_tcp"])]
+    pub line: Option<LineSettings>,
 }
 
 #[derive(Debug, Args)]
