@@ -5,6 +5,7 @@
 //! garbled frame is not.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -353,11 +354,18 @@ impl Plan {
              # `rtu2mqtt check -c FILE`, then name each device and put the registers of its\n\
              # manual in place of its placeholder.\n",
         );
-        let _ = writeln!(
-            out,
-            "[bus]\nport = {}",
-            toml::Value::String(self.transport.to_string())
-        );
+        let mut port = self.transport.to_string();
+        if let Transport::Serial(path) = &self.transport
+            && let Some(link) = stable_name(path, Path::new(BY_ID))
+        {
+            let _ = writeln!(
+                out,
+                "# {path} is {}, a name that stays when adapters are plugged in another order.",
+                link.display()
+            );
+            port = link.to_string_lossy().into_owned();
+        }
+        let _ = writeln!(out, "[bus]\nport = {}", toml::Value::String(port));
         if let (Some(line), true) = (line, self.transport.has_line()) {
             let parity = match line.parity {
                 Parity::None => "none",
@@ -394,6 +402,23 @@ impl Plan {
         }
         out
     }
+}
+
+/// Where udev names each serial adapter by what it is, not by the order it was plugged in.
+const BY_ID: &str = "/dev/serial/by-id";
+
+/// The link in `dir` to the device that `path` is, unless `path` is in `dir` already:
+/// the name for a config, as `ttyUSB` numbers follow the order adapters were plugged in.
+fn stable_name(path: &str, dir: &Path) -> Option<PathBuf> {
+    if Path::new(path).starts_with(dir) {
+        return None;
+    }
+    let device = std::fs::canonicalize(path).ok()?;
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|link| std::fs::canonicalize(link).is_ok_and(|target| target == device))
 }
 
 /// `3m 25s`; under ten seconds to a tenth.
@@ -538,6 +563,22 @@ mod tests {
             "{said}"
         );
         assert!(plan(&["--port", "/dev/ttyUSB0", "--timeout", "5s"]).is_err());
+    }
+
+    #[test]
+    fn a_port_is_named_by_its_link_in_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = dir.path().join("ttyUSB3");
+        std::fs::write(&device, "").unwrap();
+        let by_id = dir.path().join("by-id");
+        std::fs::create_dir(&by_id).unwrap();
+        let link = by_id.join("usb-FTDI_FT232R_A50285BI-if00-port0");
+        std::os::unix::fs::symlink(&device, &link).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("other"), by_id.join("usb-other")).unwrap();
+        let path = device.to_str().unwrap();
+        assert_eq!(stable_name(path, &by_id), Some(link.clone()));
+        assert_eq!(stable_name(link.to_str().unwrap(), &by_id), None);
+        assert_eq!(stable_name("/dev/pts/77", &by_id), None);
     }
 
     #[test]
