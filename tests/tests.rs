@@ -10,6 +10,7 @@ mod lines;
 mod many;
 mod mqtt;
 mod registers;
+mod scan;
 mod systemd;
 mod transports;
 mod util;

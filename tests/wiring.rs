@@ -10,9 +10,9 @@ use crate::util::DEADLINE;
 const BIN: &str = env!("CARGO_BIN_EXE_rtu2mqtt");
 
 /// `rtu2mqtt sim` running until dropped.
-struct SimProcess {
+pub struct SimProcess {
     child: Child,
-    path: String,
+    pub path: String,
 }
 
 impl Drop for SimProcess {
@@ -22,9 +22,11 @@ impl Drop for SimProcess {
     }
 }
 
-fn start_sim_process() -> SimProcess {
+/// `rtu2mqtt sim` serving the example, with `extra` arguments.
+pub fn start_sim_process(extra: &[&str]) -> SimProcess {
     let mut child = Command::new(BIN)
         .args(["sim", "-c", "configs/example.toml"])
+        .args(extra)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -81,7 +83,7 @@ fn mbpoll_reads_and_writes_the_simulated_slave() {
     if !have("mbpoll") {
         return;
     }
-    let sim = start_sim_process();
+    let sim = start_sim_process(&[]);
     // Parity means nothing on a pty; mbpoll's default (even) works too, but `none` is what
     // other serial stacks need there.
     let common = [
@@ -109,7 +111,7 @@ fn mbpoll_reads_and_writes_the_simulated_slave() {
 
 #[test]
 fn read_and_write_commands_scale_and_sign_values() {
-    let sim = start_sim_process();
+    let sim = start_sim_process(&[]);
     let line = ["--port", &sim.path, "--unit", "10", "--timeout", "2s"];
     let (ok, out) = run(
         BIN,

@@ -3,6 +3,7 @@
 mod check;
 mod demo;
 mod oneshot;
+mod scan;
 mod sim;
 
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sim(args) => sim::run(args).await,
         Command::Read(args) => oneshot::read(args).await,
         Command::Write(args) => oneshot::write(args).await,
+        Command::Scan(args) => scan::run(args).await,
         Command::Run(args) => {
             let shutdown = shutdown_on_signals()?;
             let reloads = reload_on_hangup()?;

@@ -8,25 +8,30 @@ use anyhow::{Context as _, bail};
 use crate::bus::{Connection, WriteData, WriteRequest};
 use crate::cli::{LineArgs, ReadArgs, WriteArgs};
 use crate::codec::Codec;
-use crate::config::{Bus, Table, Timing, Transport, UnitId};
+use crate::config::{Bus, Echo, LineSettings, Table, Timing, Transport, UnitId};
 use crate::plan::ReadRequest;
 
-async fn open(args: &LineArgs) -> anyhow::Result<(Connection, Timing)> {
-    let timing = Timing {
-        timeout: args.timeout,
-        frame_gap: Duration::ZERO,
-    };
-    let transport = Transport::parse(&args.port).map_err(anyhow::Error::msg)?;
-    let bus = Bus {
+/// The bus of a command that runs a few transactions and ends: each tried once.
+pub(super) fn bus(transport: Transport, line: LineSettings, timeout: Duration, echo: Echo) -> Bus {
+    Bus {
         transport,
-        line: args.line(),
-        timing,
+        line,
+        timing: Timing {
+            timeout,
+            frame_gap: Duration::ZERO,
+        },
         retries: 0,
         offline_after: 1,
         offline_poll: Duration::ZERO,
         command_timeout: Duration::ZERO,
-        echo: args.echo,
-    };
+        echo,
+    }
+}
+
+async fn open(args: &LineArgs) -> anyhow::Result<(Connection, Timing)> {
+    let transport = Transport::parse(&args.port).map_err(anyhow::Error::msg)?;
+    let bus = bus(transport, args.line(), args.timeout, args.echo);
+    let timing = bus.timing;
     let link = Connection::open(&bus, std::sync::Arc::default())
         .await
         .with_context(|| format!("cannot open {}", args.port))?;

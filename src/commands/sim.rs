@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use tokio_serial::SerialPortBuilderExt;
 
 use crate::config;
-use crate::sim::{Fault, Simulator, TcpFraming};
+use crate::sim::{Fault, Simulator, TcpFraming, Wire};
 
 pub async fn run(args: crate::cli::SimArgs) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config)?;
@@ -14,9 +14,14 @@ pub async fn run(args: crate::cli::SimArgs) -> anyhow::Result<ExitCode> {
     for unit in &args.silent {
         sim.set_fault(*unit, Some(Fault::Silent));
     }
-    if args.wire_speed {
-        sim.set_wire_speed(Some(config.bus.line));
-    }
+    sim.set_wire(Wire {
+        // The units' own settings, when given, are the line's speed.
+        speed: args
+            .wire_speed
+            .then_some(args.line.unwrap_or(config.bus.line)),
+        line: args.line,
+        ..Wire::default()
+    });
     let shutdown = super::shutdown_on_signals()?;
     let units: Vec<String> = config
         .devices
@@ -58,7 +63,8 @@ pub async fn run(args: crate::cli::SimArgs) -> anyhow::Result<ExitCode> {
     };
     // The path alone on stdout, for scripts; the rest is log.
     println!("{path}");
-    tracing::info!(%path, units = %units.join(", "), wire_speed = args.wire_speed, "simulated slave serving (Ctrl-C to stop)");
+    let line = args.line.map(|line| line.describe());
+    tracing::info!(%path, units = %units.join(", "), wire_speed = args.wire_speed, line, "simulated slave serving (Ctrl-C to stop)");
     sim.serve(port, shutdown)
         .await
         .context("serving the simulated bus")?;

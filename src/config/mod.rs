@@ -150,14 +150,15 @@ struct Validator<'a> {
 const DEFAULT_BASE_TOPIC: &str = "rtu2mqtt";
 const DEFAULT_POLL: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_GAP: u16 = 16;
-const DEFAULT_TIMING: Timing = Timing {
+/// `timeout` and `frame_gap` when the config gives none.
+pub const DEFAULT_TIMING: Timing = Timing {
     timeout: Duration::from_millis(300),
     frame_gap: Duration::ZERO,
 };
 const DEFAULT_OFFLINE_POLL: Duration = Duration::from_secs(60);
 /// The bus pets systemd's watchdog (30 s, petted every 15 s) between transactions: one
 /// transaction with every retry, 4 × (3 s + its line time), must stay well within it.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_RETRIES: u32 = 3;
 const MAX_FRAME_GAP: Duration = Duration::from_secs(1);
 const MAX_OFFLINE_POLL: Duration = Duration::from_secs(24 * 3600);

@@ -4,6 +4,7 @@
 //! long as a real line at the configured baud would.
 
 pub mod frame;
+mod line;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
@@ -17,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, LineSettings, Table};
 use frame::{Memory, Parsed};
+use line::MasterLine;
+pub use line::parse as parse_line;
 
 /// A misbehaviour injected for one unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,9 @@ pub struct Wire {
     /// exchange falls into the wait for an answer (15 ms before it), else between
     /// transactions.
     pub foreign_every: Option<Duration>,
+    /// The units' line settings: they answer only a master that set these on the
+    /// pseudo-terminal (`None`: any). See [`line`].
+    pub line: Option<LineSettings>,
 }
 
 /// The unit the other master on a [`Wire`] talks to; no config of the tests uses it.
@@ -242,7 +248,7 @@ impl Simulator {
 
     /// Answers RTU frames on `port` until `shutdown`, or until it closes when
     /// `ends_at_close` (a socket; a pseudo-terminal only goes quiet).
-    async fn serve_rtu<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn serve_rtu<S: AsyncRead + AsyncWrite + Unpin + MasterLine>(
         &self,
         mut port: S,
         shutdown: CancellationToken,
@@ -307,7 +313,7 @@ impl Simulator {
         line.frame_silence().max(Duration::from_millis(20))
     }
 
-    async fn answer_frames<S: AsyncWrite + Unpin>(
+    async fn answer_frames<S: AsyncWrite + Unpin + MasterLine>(
         &self,
         buf: &mut Vec<u8>,
         port: &mut S,
@@ -320,8 +326,12 @@ impl Simulator {
                 }
                 Parsed::Frame(len) => {
                     let request: Vec<u8> = buf.drain(..len).collect();
-                    if self.lock().wire.echo {
+                    let wire = self.lock().wire;
+                    if wire.echo {
                         port.write_all(&request).await?;
+                    }
+                    if !line::hears(wire.line, port) {
+                        continue;
                     }
                     if let Some(answer) = self.answer(&request) {
                         self.send(port, request.len(), answer).await?;
