@@ -36,6 +36,10 @@ pub enum Command {
     Read(ReadArgs),
     /// Write one value once, for wiring checks.
     Write(WriteArgs),
+    /// Print the completion script for a shell.
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per command into a directory.
+    Manpage(ManpageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -165,4 +169,17 @@ pub struct WriteArgs {
     /// Force function 6 or 16 for register writes (default: 6 for one word, 16 for two).
     #[arg(long)]
     pub function: Option<u8>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManpageArgs {
+    /// Write rtu2mqtt.1 and one rtu2mqtt-COMMAND.1 per command into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
