@@ -40,6 +40,10 @@ pub enum Command {
     Write(WriteArgs),
     /// Find what answers on a line: unit ids and line settings.
     Scan(ScanArgs),
+    /// Print the completion script for a shell.
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per command into a directory.
+    Manpage(ManpageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +270,19 @@ impl fmt::Display for Units {
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManpageArgs {
+    /// Write rtu2mqtt.1 and one rtu2mqtt-COMMAND.1 per command into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[cfg(test)]

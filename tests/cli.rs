@@ -267,3 +267,87 @@ fn check_warns_on_stderr_and_fails_on_warnings_only_when_strict() {
     assert_eq!(strict.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&strict.stdout).contains("1 read per cycle"));
 }
+
+/// The commands of the clap definition. Completions and man pages are generated from it
+/// (issue 11), so a command added there is in them without being listed anywhere else.
+fn commands() -> Vec<String> {
+    use clap::CommandFactory;
+    rtu2mqtt::cli::Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect()
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = rtu2mqtt(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn completions_offer_every_command() {
+    // bash: the completion function run as bash runs it on Tab after `rtu2mqtt `.
+    let script = stdout_of(&["completions", "bash"]);
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            r#"eval "$1"; COMP_WORDS=(rtu2mqtt ""); COMP_CWORD=1
+               _rtu2mqtt rtu2mqtt "" rtu2mqtt; printf '%s\n' "${COMPREPLY[@]}""#,
+            "bash",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let offered = String::from_utf8_lossy(&out.stdout);
+    let offered: Vec<&str> = offered.lines().collect();
+    let bash_errors = String::from_utf8_lossy(&out.stderr);
+    // zsh and fish are not installed to run theirs: the entries that offer a command.
+    let zsh = stdout_of(&["completions", "zsh"]);
+    let fish = stdout_of(&["completions", "fish"]);
+    for command in commands() {
+        assert!(
+            offered.contains(&command.as_str()),
+            "bash: {command}: {offered:?} {bash_errors}"
+        );
+        assert!(
+            zsh.contains(&format!("\n'{command}:")),
+            "zsh: {command}\n{zsh}"
+        );
+        assert!(
+            fish.contains(&format!("needs_command\" -f -a \"{command}\"")),
+            "fish: {command}\n{fish}"
+        );
+    }
+}
+
+#[test]
+fn man_pages_for_the_program_and_every_command() {
+    let page = stdout_of(&["manpage"]);
+    for section in [".TH rtu2mqtt 1", ".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS"] {
+        assert!(page.contains(section), "{section}\n{page}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    stdout_of(&["manpage", "--dir", pages.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(pages.join("rtu2mqtt.1")).unwrap(),
+        page
+    );
+    for command in commands() {
+        assert!(
+            page.contains(&format!("rtu2mqtt\\-{command}(1)")),
+            "{command}\n{page}"
+        );
+        let own = std::fs::read_to_string(pages.join(format!("rtu2mqtt-{command}.1")))
+            .unwrap_or_else(|e| panic!("rtu2mqtt-{command}.1: {e}"));
+        assert!(
+            own.contains(&format!(".SH NAME\nrtu2mqtt\\-{command} \\-")),
+            "{own}"
+        );
+        assert!(own.contains(".SH SYNOPSIS"), "{own}");
+    }
+}

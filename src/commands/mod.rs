@@ -2,6 +2,7 @@
 
 mod check;
 mod demo;
+mod docs;
 mod oneshot;
 mod scan;
 mod sim;
@@ -33,6 +34,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Completions(args) => docs::completions(args.shell),
+        Command::Manpage(args) => docs::manpage(args.dir.as_deref()),
     }
 }
 
