@@ -502,15 +502,24 @@ impl Line {
     }
 }
 
-/// Jobs taken from the queues, in order: commands first, but never two in a row while
-/// polls wait. A flood of commands costs each poll at most one command's line time.
+/// Jobs taken from the queues, in order: commands first. In a flood of commands (a run of
+/// [`FLOOD_RUN`] taken one after the other while polls waited) never two in a row while a
+/// poll waits, until the commands stop coming back to back: each poll then waits for one
+/// command at most, and a few commands still go straight ahead of every poll.
 #[derive(Debug, Default)]
 struct Waiting {
     commands: VecDeque<Job>,
     polls: VecDeque<Job>,
-    /// Polls that were waiting when the last command went, and go before the next one.
-    polls_owed: usize,
+    /// Commands taken one after the other while polls waited.
+    commands_in_a_row: u32,
+    /// The last job was a command of a flood and polls wait: the next turn is a poll's.
+    poll_owed: bool,
 }
+
+/// Commands one after the other, ahead of waiting polls, that make a flood. A slider
+/// dragged in Home Assistant keeps one command waiting all the time; a user or an
+/// automation sending a command now and then seldom has two in a row.
+const FLOOD_RUN: u32 = 4;
 
 impl Waiting {
     fn is_empty(&self) -> bool {
@@ -520,7 +529,7 @@ impl Waiting {
     /// The first job that may go now, or until when all must wait.
     fn next(&mut self, line: &mut Line) -> Result<Job, Option<Instant>> {
         let mut until: Option<Instant> = None;
-        let polls_first = self.polls_owed > 0;
+        let polls_first = self.poll_owed;
         for is_command in [!polls_first, polls_first] {
             let queue = if is_command {
                 &mut self.commands
@@ -531,11 +540,7 @@ impl Waiting {
                 match line.held_until(&queue[index]) {
                     None => {
                         let job = queue.remove(index).ok_or(None)?;
-                        self.polls_owed = if is_command {
-                            self.polls.len()
-                        } else {
-                            self.polls_owed.saturating_sub(1)
-                        };
+                        self.took(is_command);
                         return Ok(job);
                     }
                     Some(held) => until = Some(until.map_or(held, |u| u.min(held))),
@@ -543,6 +548,17 @@ impl Waiting {
             }
         }
         Err(until)
+    }
+
+    fn took(&mut self, command: bool) {
+        let polls_wait = !self.polls.is_empty();
+        if command && polls_wait {
+            self.commands_in_a_row += 1;
+        } else if !command && self.commands.is_empty() {
+            // No command waited for this poll: whatever came before was no flood.
+            self.commands_in_a_row = 0;
+        }
+        self.poll_owed = command && polls_wait && self.commands_in_a_row >= FLOOD_RUN;
     }
 }
 
@@ -639,5 +655,48 @@ impl Watchdog {
 
     fn next(&self) -> Option<Instant> {
         self.every.map(|_| self.next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_job() -> Job {
+        let (reply, _) = oneshot::channel();
+        let read = ReadRequest {
+            unit: UnitId::new(1).unwrap(),
+            table: crate::config::Table::Holding,
+            address: 0,
+            count: 1,
+        };
+        Job::Read(read, reply, false)
+    }
+
+    #[test]
+    fn a_flood_of_commands_alternates_with_waiting_polls_and_a_few_do_not() {
+        let mut waiting = Waiting::default();
+        waiting.polls.push_back(read_job());
+        // Commands now and then: each goes straight ahead.
+        for _ in 0..FLOOD_RUN - 1 {
+            waiting.took(true);
+            assert!(!waiting.poll_owed);
+        }
+        // A poll that no command waited for ends the run.
+        waiting.took(false);
+        assert_eq!(waiting.commands_in_a_row, 0);
+        // A flood: after a run of them, every other turn is a poll's while commands wait.
+        for _ in 0..FLOOD_RUN {
+            waiting.took(true);
+        }
+        assert!(waiting.poll_owed);
+        waiting.commands.push_back(read_job());
+        waiting.took(false);
+        assert!(!waiting.poll_owed);
+        waiting.took(true);
+        assert!(
+            waiting.poll_owed,
+            "still a flood: commands were waiting for that poll"
+        );
     }
 }
