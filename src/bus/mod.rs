@@ -158,8 +158,10 @@ enum Job {
     /// A read, and whether it only probes an offline device (tried once, no retries).
     Read(ReadRequest, Reply<ReadData>, bool),
     Write(WriteRequest, Reply<()>),
-    /// A write and the read of what the device made of it, with nothing between them.
-    WriteAndRead(WriteRequest, ReadRequest, Reply<ReadData>),
+    /// A write and the read of what the device made of it, with nothing between them; and
+    /// whether it is one of a flood of commands (it then leaves a waiting poll the next
+    /// turn).
+    WriteAndRead(WriteRequest, ReadRequest, Reply<ReadData>, bool),
 }
 
 /// A cheap, cloneable way to put transactions on the bus. There are two queues: commands
@@ -205,14 +207,16 @@ impl BusHandle {
     }
 
     /// A command: the write, then the read of `read_back`, in one turn of the line (no
-    /// other transaction between them); goes before any poll still waiting.
+    /// other transaction between them); goes before any poll still waiting, unless it is
+    /// one of a `flood` of commands that just went ahead of one.
     pub async fn write_and_read(
         &self,
         write: WriteRequest,
         read_back: ReadRequest,
+        flood: bool,
     ) -> Result<ReadData, BusError> {
         Self::submit(&self.commands, |reply| {
-            Job::WriteAndRead(write, read_back, reply)
+            Job::WriteAndRead(write, read_back, reply, flood)
         })
         .await
     }
@@ -438,7 +442,7 @@ impl Line {
                     .await;
                 let _ = reply.send(result);
             }
-            Job::WriteAndRead(write, read, reply) => {
+            Job::WriteAndRead(write, read, reply, _) => {
                 let result = self
                     .run(write.unit, async |link| {
                         link.write(&write, timing, retries).await?;
@@ -502,24 +506,17 @@ impl Line {
     }
 }
 
-/// Jobs taken from the queues, in order: commands first. In a flood of commands (a run of
-/// [`FLOOD_RUN`] taken one after the other while polls waited) never two in a row while a
-/// poll waits, until the commands stop coming back to back: each poll then waits for one
-/// command at most, and a few commands still go straight ahead of every poll.
+/// Jobs taken from the queues, in order: commands first. A command of a flood (more of
+/// them come than the line can carry: see [`BusHandle::write_and_read`]) leaves a waiting
+/// poll the next turn, so under a flood each poll waits for one command at most; a command
+/// now and then goes straight ahead of every poll.
 #[derive(Debug, Default)]
 struct Waiting {
     commands: VecDeque<Job>,
     polls: VecDeque<Job>,
-    /// Commands taken one after the other while polls waited.
-    commands_in_a_row: u32,
     /// The last job was a command of a flood and polls wait: the next turn is a poll's.
     poll_owed: bool,
 }
-
-/// Commands one after the other, ahead of waiting polls, that make a flood. A slider
-/// dragged in Home Assistant keeps one command waiting all the time; a user or an
-/// automation sending a command now and then seldom has two in a row.
-const FLOOD_RUN: u32 = 4;
 
 impl Waiting {
     fn is_empty(&self) -> bool {
@@ -540,7 +537,8 @@ impl Waiting {
                 match line.held_until(&queue[index]) {
                     None => {
                         let job = queue.remove(index).ok_or(None)?;
-                        self.took(is_command);
+                        let flood = matches!(job, Job::WriteAndRead(.., true));
+                        self.poll_owed = flood && !self.polls.is_empty();
                         return Ok(job);
                     }
                     Some(held) => until = Some(until.map_or(held, |u| u.min(held))),
@@ -548,17 +546,6 @@ impl Waiting {
             }
         }
         Err(until)
-    }
-
-    fn took(&mut self, command: bool) {
-        let polls_wait = !self.polls.is_empty();
-        if command && polls_wait {
-            self.commands_in_a_row += 1;
-        } else if !command && self.commands.is_empty() {
-            // No command waited for this poll: whatever came before was no flood.
-            self.commands_in_a_row = 0;
-        }
-        self.poll_owed = command && polls_wait && self.commands_in_a_row >= FLOOD_RUN;
     }
 }
 
@@ -655,48 +642,5 @@ impl Watchdog {
 
     fn next(&self) -> Option<Instant> {
         self.every.map(|_| self.next)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn read_job() -> Job {
-        let (reply, _) = oneshot::channel();
-        let read = ReadRequest {
-            unit: UnitId::new(1).unwrap(),
-            table: crate::config::Table::Holding,
-            address: 0,
-            count: 1,
-        };
-        Job::Read(read, reply, false)
-    }
-
-    #[test]
-    fn a_flood_of_commands_alternates_with_waiting_polls_and_a_few_do_not() {
-        let mut waiting = Waiting::default();
-        waiting.polls.push_back(read_job());
-        // Commands now and then: each goes straight ahead.
-        for _ in 0..FLOOD_RUN - 1 {
-            waiting.took(true);
-            assert!(!waiting.poll_owed);
-        }
-        // A poll that no command waited for ends the run.
-        waiting.took(false);
-        assert_eq!(waiting.commands_in_a_row, 0);
-        // A flood: after a run of them, every other turn is a poll's while commands wait.
-        for _ in 0..FLOOD_RUN {
-            waiting.took(true);
-        }
-        assert!(waiting.poll_owed);
-        waiting.commands.push_back(read_job());
-        waiting.took(false);
-        assert!(!waiting.poll_owed);
-        waiting.took(true);
-        assert!(
-            waiting.poll_owed,
-            "still a flood: commands were waiting for that poll"
-        );
     }
 }

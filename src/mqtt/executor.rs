@@ -106,8 +106,14 @@ struct Waiting {
     order: VecDeque<Key>,
     /// Each request and when it came.
     requests: HashMap<Key, (Request, Instant)>,
+    /// When a newer request last replaced a waiting one.
+    replaced_at: Option<Instant>,
     closed: bool,
 }
+
+/// For how long after a request replaced a waiting one the commands are a flood: more of
+/// them come than the line can carry.
+const FLOOD_AFTER_REPLACED: Duration = Duration::from_secs(1);
 
 /// What [`Queue::take`] found.
 #[derive(Debug, Default)]
@@ -140,7 +146,10 @@ impl Queue {
         }
         let key = request.key();
         match waiting.requests.insert(key, (request, Instant::now())) {
-            Some((older, _)) => Queued::Replaced(older),
+            Some((older, _)) => {
+                waiting.replaced_at = Some(Instant::now());
+                Queued::Replaced(older)
+            }
             None => {
                 waiting.order.push_back(key);
                 drop(waiting);
@@ -179,6 +188,13 @@ impl Queue {
             false
         });
         taken
+    }
+
+    /// Whether commands come faster than the line carries them: one replaced another lately.
+    fn flooding(&self) -> bool {
+        self.lock()
+            .replaced_at
+            .is_some_and(|at| at.elapsed() < FLOOD_AFTER_REPLACED)
     }
 
     /// Takes no more requests and hands back those still waiting.
@@ -233,7 +249,7 @@ pub async fn execute(
             continue;
         };
         // Once on the bus it is carried out whole: a write half done is no withdrawal.
-        let (values, error) = carry_out(&config, &bus, &request.action).await;
+        let (values, error) = carry_out(&config, &bus, &queue, &request.action).await;
         let _ = outcomes.send(Outcome {
             request,
             values,
@@ -245,9 +261,9 @@ pub async fn execute(
     }
 }
 
-async fn carry_out(config: &Config, bus: &BusHandle, action: &Action) -> Read {
+async fn carry_out(config: &Config, bus: &BusHandle, queue: &Queue, action: &Action) -> Read {
     match action {
-        Action::Write(command) => write(config, bus, command).await,
+        Action::Write(command) => write(config, bus, command, queue.flooding()).await,
         Action::Read { device, register } => read(config, bus, *device, *register).await,
     }
 }
@@ -255,12 +271,12 @@ async fn carry_out(config: &Config, bus: &BusHandle, action: &Action) -> Read {
 type Read = (Vec<(usize, Value)>, Option<BusError>);
 
 /// The write and the read-back, so that what is published is the device's value, not the
-/// request's.
-async fn write(config: &Config, bus: &BusHandle, command: &Command) -> Read {
+/// request's. In a `flood` it leaves the polls their turns.
+async fn write(config: &Config, bus: &BusHandle, command: &Command, flood: bool) -> Read {
     let device = &config.devices[command.device];
     let read_back = PollRequest::single(command.device, device, command.register);
     match bus
-        .write_and_read(command.write.clone(), read_back.read)
+        .write_and_read(command.write.clone(), read_back.read, flood)
         .await
     {
         Ok(data) => {
@@ -351,6 +367,22 @@ mod tests {
         assert_eq!(next(), Some(get(Some(0))));
         assert_eq!(next(), None);
         assert_eq!(queue.lock().requests.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commands_are_a_flood_for_a_second_after_one_replaced_another() {
+        let config = example();
+        let queue = Queue::default();
+        queue.push(pwm(&config, "1"));
+        queue.push(get(None));
+        assert!(
+            !queue.flooding(),
+            "different keys: no command waited in vain"
+        );
+        queue.push(pwm(&config, "2"));
+        assert!(queue.flooding());
+        tokio::time::advance(FLOOD_AFTER_REPLACED).await;
+        assert!(!queue.flooding());
     }
 
     #[tokio::test(start_paused = true)]
