@@ -1,16 +1,21 @@
 //! Validation of `[[device]]` and its `[[device.register]]`s: what a register's words are
 //! (type, orders, length, bit, values), where they are, and how they are written.
 
+use std::ops::Range;
+
 use toml::Spanned;
 
 use super::WriteFunction;
 use super::raw::{RawDevice, RawRegister, RawTable, RawValues};
 use super::{
-    DEFAULT_MAX_GAP, DEFAULT_POLL, Device, DeviceInfo, EntityOptions, Register, Table, Timing,
-    UnitId, Validator,
+    COMMAND_TOPIC, DEFAULT_MAX_GAP, DEFAULT_POLL, Device, DeviceInfo, EntityOptions, Register,
+    STATE_TOPIC, Table, Timing, UnitId, Validator,
 };
 use crate::codec::{Bit, ByteOrder, Codec, Enumeration, ValueType, WordOrder};
-use crate::mqtt::topics::{BRIDGE_TOPIC, RESERVED_REGISTER_NAMES};
+use crate::mqtt::topics::{BRIDGE_TOPIC, DEVICE_TOPICS, RESERVED_REGISTER_NAMES, RegisterTopics};
+
+/// A register's name span, and those of its `topic` and `command_topic` if given.
+type SpanOf3 = (Range<usize>, Option<Range<usize>>, Option<Range<usize>>);
 
 /// The longest string: what one function 16 request writes (123 registers).
 const MAX_STRING_LENGTH: u16 = 123;
@@ -40,6 +45,22 @@ impl Validator<'_> {
         }
         let poll = self.positive_duration(raw.poll.as_ref(), "poll", DEFAULT_POLL);
         let poll_command_topic = self.topic(raw.poll_command_topic.as_ref(), "poll_command_topic");
+        let device_name = raw.name.get_ref().clone();
+        let prefix = format!("{}/{device_name}", self.base);
+        for (suffix, what) in DEVICE_TOPICS {
+            let topic = format!("{prefix}/{suffix}");
+            self.claim(&topic, raw.name.span(), "name", &device_name, what);
+        }
+        if let (Some(topic), Some(raw_topic)) = (&poll_command_topic, &raw.poll_command_topic) {
+            let what = "the poll interval commands";
+            self.claim(
+                topic,
+                raw_topic.span(),
+                "poll_command_topic",
+                &device_name,
+                what,
+            );
+        }
         let max_read = self.limit(raw.max_read.as_ref(), "max_read", Table::Holding);
         let max_read_bits = self.limit(raw.max_read_bits.as_ref(), "max_read_bits", Table::Coil);
         let timing = self.timing(raw.timeout.as_ref(), raw.frame_gap.as_ref(), bus);
@@ -48,9 +69,21 @@ impl Validator<'_> {
             let name_span = raw_register.get_ref().name.span();
             let span = raw_register.get_ref().address.span();
             let bit_span = raw_register.get_ref().bit.as_ref().map(Spanned::span);
+            let topic_span = raw_register.get_ref().topic.as_ref().map(Spanned::span);
+            let command_span = raw_register
+                .get_ref()
+                .command_topic
+                .as_ref()
+                .map(Spanned::span);
             let Some(register) = self.register(raw_register.into_inner(), max_read) else {
                 continue;
             };
+            self.claim_register(
+                &prefix,
+                &device_name,
+                &register,
+                (name_span.clone(), topic_span, command_span),
+            );
             if registers.iter().any(|r| r.name == register.name) {
                 self.problem(
                     name_span,
@@ -127,6 +160,31 @@ impl Validator<'_> {
             },
             registers,
         })
+    }
+
+    /// Takes a register's topics (under `prefix`, the device's), refusing those something
+    /// else has: at its `topic` or `command_topic` when it gives one, else at its name.
+    fn claim_register(
+        &mut self,
+        prefix: &str,
+        device: &str,
+        register: &Register,
+        (name_span, topic_span, command_span): SpanOf3,
+    ) {
+        let owner = format!("{device}/{}", register.name);
+        let RegisterTopics {
+            state,
+            command,
+            get,
+        } = RegisterTopics::new(prefix, register);
+        let at = |span: Option<Range<usize>>, key| {
+            span.map_or((name_span.clone(), "name"), |s| (s, key))
+        };
+        let (span, key) = at(topic_span, "topic");
+        self.claim(&state, span, key, &owner, STATE_TOPIC);
+        let (span, key) = at(command_span, "command_topic");
+        self.claim(&command, span, key, &owner, COMMAND_TOPIC);
+        self.claim(&get, name_span, "name", &owner, "the read on request");
     }
 
     fn limit(&mut self, value: Option<&Spanned<u16>>, key: &str, table: Table) -> u16 {

@@ -7,7 +7,7 @@ mod model;
 mod raw;
 mod transport;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::codec::{Value, ValueType};
+use crate::mqtt::topics::BRIDGE_TOPIC;
 pub use homeassistant::{BRIDGE_CONNECTION, BRIDGE_DEVICE, BRIDGE_UTILISATION, object_id, safe_id};
 pub use model::*;
 use raw::{RawBus, RawConfig, RawEcho, RawMqtt, SimValue};
@@ -99,6 +100,8 @@ pub fn parse_with_warnings(text: &str, path: &Path) -> Result<(Config, Vec<Probl
         text,
         problems: Vec::new(),
         warnings: Vec::new(),
+        base: String::new(),
+        topics: HashMap::new(),
     };
     let config = match toml::from_str::<RawConfig>(text) {
         Ok(raw) => Some(v.config(raw, path)),
@@ -145,9 +148,16 @@ struct Validator<'a> {
     problems: Vec<Problem>,
     /// Legal but probably wrong (`check` shows them; `run` logs them).
     warnings: Vec<Problem>,
+    /// The base topic, once `[mqtt]` is read.
+    base: String,
+    /// Every topic the gateway publishes on or listens to, with what it is for (whose it
+    /// is, and what): two things on one topic would take each other's messages.
+    topics: HashMap<String, (String, &'static str)>,
 }
 
 const DEFAULT_BASE_TOPIC: &str = "rtu2mqtt";
+const STATE_TOPIC: &str = "the state topic";
+const COMMAND_TOPIC: &str = "the command topic";
 const DEFAULT_POLL: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_GAP: u16 = 16;
 /// `timeout` and `frame_gap` when the config gives none.
@@ -172,6 +182,36 @@ impl Validator<'_> {
     fn problem(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
         let problem = self.locate(span, key, message);
         self.problems.push(problem);
+    }
+
+    /// Takes `topic` for `owner`'s `what`, refusing it at `span` when something else has it
+    /// already, except a register's own state and commands.
+    fn claim(
+        &mut self,
+        topic: &str,
+        span: Range<usize>,
+        key: &str,
+        owner: &str,
+        what: &'static str,
+    ) {
+        // A register's state and commands may share a topic (ioBroker's scheme).
+        let shared = [STATE_TOPIC, COMMAND_TOPIC];
+        match self.topics.get(topic) {
+            // The same owner twice is a name used twice, which the names' check reports.
+            Some((other, other_what))
+                if other != owner
+                    || (*other_what != what
+                        && !(shared.contains(other_what) && shared.contains(&what))) =>
+            {
+                let message = format!("{topic} is already {other_what} of {other}");
+                self.problem(span, key, message);
+            }
+            Some(_) => {}
+            None => {
+                self.topics
+                    .insert(topic.to_owned(), (owner.to_owned(), what));
+            }
+        }
     }
 
     fn warning(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
@@ -333,6 +373,11 @@ impl Validator<'_> {
 
     fn config(&mut self, raw: RawConfig, path: &Path) -> Config {
         let mqtt = self.mqtt(raw.mqtt, path);
+        self.base = mqtt.base_topic.clone();
+        for topic in ["state", "error", "stats"] {
+            let topic = format!("{}/{BRIDGE_TOPIC}/{topic}", self.base);
+            self.claim(&topic, 0..0, "", BRIDGE_TOPIC, "the gateway's own topic");
+        }
         let bus = self.bus(raw.bus);
         let homeassistant = self.homeassistant(raw.homeassistant);
         if homeassistant.discovery {

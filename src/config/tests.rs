@@ -665,3 +665,31 @@ fn legal_but_probably_wrong_things_are_warned_of_with_line_and_key() {
     let keys: Vec<&str> = warnings.iter().map(|w| w.key.as_str()).collect();
     assert_eq!(keys, ["port"]);
 }
+
+#[test]
+fn two_things_on_one_topic_are_refused_with_line_and_key() {
+    let text = format!(
+        "{BUS}[[device]]\nname = \"climate\"\nunit = 1\n\
+         poll_command_topic = \"rtu2mqtt/climate/poll\"\nregister = [\n\
+         {{ name = \"a\", address = 0, writable = true, command_topic = \"x/cmd\" }},\n\
+         {{ name = \"b\", address = 1, writable = true, command_topic = \"x/cmd\" }},\n\
+         {{ name = \"c\", address = 2, topic = \"x/cmd\" }},\n\
+         {{ name = \"d\", address = 3, topic = \"rtu2mqtt/bridge/state\" }},\n\
+         {{ name = \"led\", address = 4, writable = true, topic = \"m/led\", command_topic = \"m/led\" }},\n\
+         ]\n"
+    );
+    let found: Vec<(usize, String)> = located(&text);
+    let keys: Vec<&str> = found.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["poll_command_topic", "command_topic", "topic", "topic"],
+        "{found:?}"
+    );
+    let p = problems(&text);
+    assert!(
+        p[1].message
+            .contains("x/cmd is already the command topic of climate/a"),
+        "{p:?}"
+    );
+    assert!(p[3].message.contains("the gateway's own topic"), "{p:?}");
+}

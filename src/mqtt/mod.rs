@@ -57,7 +57,7 @@ struct RegisterState {
     commanded: Vec<String>,
 }
 
-/// How long after connecting retained messages on a shared state and command topic are
+/// How long after subscribing retained messages on a shared state and command topic are
 /// taken for what the subscription brings: the states kept, no commands.
 const SUBSCRIBE_REPLAY: Duration = Duration::from_secs(5);
 
@@ -147,9 +147,9 @@ pub struct Bridge {
     /// Until when the retained discovery configs under our node are looked through for
     /// stale ones, after a connect.
     scan_until: Option<tokio::time::Instant>,
-    /// When the broker connection last came up: the retained messages a subscription
-    /// brings come soon after.
-    connected_at: Instant,
+    /// When subscriptions were last made (a connect, a reload): the retained messages a
+    /// subscription brings come soon after.
+    subscribed_at: Instant,
 }
 
 /// How long the retained discovery configs under our node are listened to after a connect:
@@ -173,7 +173,7 @@ impl Bridge {
         Bridge {
             discovery: Discovery::new(&config, &topics),
             scan_until: None,
-            connected_at: Instant::now(),
+            subscribed_at: Instant::now(),
             topics,
             qos: connection::qos(config.mqtt.qos),
             value_qos: connection::qos(config.mqtt.value_qos),
@@ -370,6 +370,7 @@ impl Bridge {
                 }
             }
             self.subscribe(new.difference(&old).cloned());
+            self.subscribed_at = Instant::now();
         }
         self.config = config;
         self.topics = topics;
@@ -429,7 +430,7 @@ impl Bridge {
 
     fn on_connect(&mut self) {
         self.connected.send_replace(true);
-        self.connected_at = Instant::now();
+        self.subscribed_at = Instant::now();
         self.status();
         self.discovery_connected();
         self.publish(&self.topics.bridge_state(), "online".to_owned(), true);
@@ -733,7 +734,7 @@ impl Bridge {
                 // What a new subscription brings there is the last state, not a command;
                 // nor is our own publish coming back. (Only then: ioBroker's broker flags
                 // every message it forwards as retained, commands too.)
-                let replayed = retained && self.connected_at.elapsed() < SUBSCRIBE_REPLAY;
+                let replayed = retained && self.subscribed_at.elapsed() < SUBSCRIBE_REPLAY;
                 let value = std::str::from_utf8(payload)
                     .ok()
                     .and_then(|text| self.config.devices[d].registers[r].codec.parse(text).ok());

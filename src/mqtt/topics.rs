@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::Config;
+use crate::config::{Config, Register};
 
 /// The segment under `{base}` of the gateway's own topics (`{base}/bridge/state`, ...).
 pub const BRIDGE_TOPIC: &str = "bridge";
@@ -19,6 +19,39 @@ pub enum Route {
     Get(usize, Option<usize>),
     /// A new poll interval for a device.
     Poll(usize),
+}
+
+/// The topics of a device of its own, under `{base}/{device}/`, and what each is for.
+pub const DEVICE_TOPICS: [(&str, &str); 4] = [
+    ("availability", "the availability"),
+    ("get", "the reads on request"),
+    ("poll", "the poll interval"),
+    ("poll/set", "the poll interval commands"),
+];
+
+/// The topics of one register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterTopics {
+    pub state: String,
+    pub command: String,
+    pub get: String,
+}
+
+impl RegisterTopics {
+    /// Under `prefix`, `{base}/{device}`, unless the register gives its own.
+    pub fn new(prefix: &str, register: &Register) -> RegisterTopics {
+        let default = format!("{prefix}/{}", register.name);
+        let state = register.topic.clone().unwrap_or_else(|| default.clone());
+        let command = register
+            .command_topic
+            .clone()
+            .unwrap_or_else(|| format!("{state}/set"));
+        RegisterTopics {
+            state,
+            command,
+            get: format!("{default}/get"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -49,13 +82,12 @@ impl Topics {
             let mut states = Vec::new();
             let mut device_commands = Vec::new();
             for (r, register) in device.registers.iter().enumerate() {
-                let default = format!("{prefix}/{}", register.name);
-                routes.insert(format!("{default}/get"), Route::Get(d, Some(r)));
-                let state = register.topic.clone().unwrap_or(default);
-                let command = register
-                    .command_topic
-                    .clone()
-                    .unwrap_or_else(|| format!("{state}/set"));
+                let RegisterTopics {
+                    state,
+                    command,
+                    get,
+                } = RegisterTopics::new(&prefix, register);
+                routes.insert(get, Route::Get(d, Some(r)));
                 routes.insert(command.clone(), Route::Set(d, r));
                 states.push(state);
                 device_commands.push(command);
