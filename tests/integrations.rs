@@ -470,3 +470,33 @@ async fn commands_to_an_offline_device_wait_for_it_up_to_command_timeout() {
     assert_eq!(pwm_writes(&sim.sim.seen()), [300]);
     assert_eq!(sim.sim.holding(10, 2), Some(300));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_in_a_blip_shorter_than_offline_after_is_written_when_the_device_is_back() {
+    let broker = Broker::start();
+    let (sim, gateway, watcher) = start(&broker, &example_on(&broker)).await;
+    // Silent for a moment: the write is not carried (nor its retry), and the device is
+    // not offline yet.
+    sim.sim.set_fault(10, Some(Fault::Silent));
+    watcher.publish("rtu2mqtt/climate/pwm/set", "321").await;
+    assert!(
+        sim.sim
+            .wait_for_seen(Duration::from_secs(5), |seen| pwm_writes(seen)
+                == [321, 321])
+            .await
+    );
+    sim.sim.set_fault(10, None);
+    assert!(
+        published_after_command(&watcher, "rtu2mqtt/climate/pwm", "321").await,
+        "{}",
+        gateway.log()
+    );
+    assert_eq!(sim.sim.holding(10, 2), Some(321));
+    assert!(
+        !watcher
+            .payloads("rtu2mqtt/climate/availability")
+            .contains(&"offline".to_owned()),
+        "the blip was meant to be shorter than offline_after"
+    );
+    assert!(watcher.payloads(ERRORS).iter().all(|e| !e.contains("321")));
+}

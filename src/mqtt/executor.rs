@@ -104,8 +104,7 @@ pub enum Queued {
 #[derive(Debug, Default)]
 struct Waiting {
     order: VecDeque<Key>,
-    /// Each request and when it came.
-    requests: HashMap<Key, (Request, Instant)>,
+    requests: HashMap<Key, Entry>,
     /// When a newer request last replaced a waiting one.
     replaced_at: Option<Instant>,
     closed: bool,
@@ -115,14 +114,27 @@ struct Waiting {
 /// them come than the line can carry.
 const FLOOD_AFTER_REPLACED: Duration = Duration::from_secs(1);
 
+/// A request waiting, when it came, and not before when it may go (a write the line did
+/// not carry waits a little before it is tried again).
+#[derive(Debug)]
+struct Entry {
+    request: Request,
+    since: Instant,
+    not_before: Option<Instant>,
+}
+
+/// How long a write the line did not carry waits before it is tried again, unless its
+/// device is found offline meanwhile (it then waits for it to answer).
+const RETRY_PAUSE: Duration = Duration::from_secs(2);
+
 /// What [`Queue::take`] found.
 #[derive(Debug, Default)]
 struct Taken {
-    /// The first request whose device is not offline.
-    ready: Option<Request>,
+    /// The first request whose device is not offline, and when it came.
+    ready: Option<(Request, Instant)>,
     /// Requests whose device was offline for too long.
     expired: Vec<Request>,
-    /// When the next request still waiting for an offline device expires.
+    /// When the next request held back may go or expires.
     next_expiry: Option<Instant>,
 }
 
@@ -145,8 +157,13 @@ impl Queue {
             return Queued::Closed(request);
         }
         let key = request.key();
-        match waiting.requests.insert(key, (request, Instant::now())) {
-            Some((older, _)) => {
+        let entry = Entry {
+            request,
+            since: Instant::now(),
+            not_before: None,
+        };
+        match waiting.requests.insert(key, entry) {
+            Some(Entry { request: older, .. }) => {
                 waiting.replaced_at = Some(Instant::now());
                 Queued::Replaced(older)
             }
@@ -168,26 +185,54 @@ impl Queue {
             order, requests, ..
         } = &mut *waiting;
         let mut taken = Taken::default();
+        let wake = |at: Instant, taken: &mut Taken| {
+            taken.next_expiry = Some(taken.next_expiry.map_or(at, |e| e.min(at)));
+        };
         order.retain(|key| {
             if taken.ready.is_some() {
                 return true;
             }
-            let Some((request, since)) = requests.get(key) else {
+            let Some(entry) = requests.get(key) else {
                 return false;
             };
-            if offline(request.device()) {
-                let expiry = *since + patience;
+            let pausing = entry.not_before.filter(|at| *at > now);
+            if offline(entry.request.device()) || pausing.is_some() {
+                let expiry = entry.since + patience;
                 if expiry > now {
-                    taken.next_expiry = Some(taken.next_expiry.map_or(expiry, |e| e.min(expiry)));
+                    wake(pausing.map_or(expiry, |at| at.min(expiry)), &mut taken);
                     return true;
                 }
-                taken.expired.extend(requests.remove(key).map(|(r, _)| r));
+                taken
+                    .expired
+                    .extend(requests.remove(key).map(|e| e.request));
             } else {
-                taken.ready = requests.remove(key).map(|(r, _)| r);
+                taken.ready = requests.remove(key).map(|e| (e.request, e.since));
             }
             false
         });
         taken
+    }
+
+    /// Puts back, first in line, a request the line did not carry, to go again after
+    /// [`RETRY_PAUSE`]; a newer one for the same register that came meanwhile wins. Hands
+    /// it back when the executor has stopped.
+    fn retry(&self, request: Request, since: Instant) -> Option<Request> {
+        let mut waiting = self.lock();
+        if waiting.closed {
+            return Some(request);
+        }
+        let key = request.key();
+        if !waiting.requests.contains_key(&key) {
+            let not_before = Some(Instant::now() + RETRY_PAUSE);
+            let entry = Entry {
+                request,
+                since,
+                not_before,
+            };
+            waiting.requests.insert(key, entry);
+            waiting.order.push_front(key);
+        }
+        None
     }
 
     /// Whether commands come faster than the line carries them: one replaced another lately.
@@ -204,7 +249,7 @@ impl Queue {
         let order = std::mem::take(&mut waiting.order);
         order
             .into_iter()
-            .filter_map(|key| waiting.requests.remove(&key).map(|(r, _)| r))
+            .filter_map(|key| waiting.requests.remove(&key).map(|e| e.request))
             .collect()
     }
 }
@@ -237,7 +282,7 @@ pub async fn execute(
         for request in taken.expired {
             fail(request, CommandError::Offline(patience));
         }
-        let Some(request) = taken.ready else {
+        let Some((request, since)) = taken.ready else {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
@@ -250,6 +295,19 @@ pub async fn execute(
         };
         // Once on the bus it is carried out whole: a write half done is no withdrawal.
         let (values, error) = carry_out(&config, &bus, &queue, &request.action).await;
+        // A write the line did not carry (a device silent for a moment, not yet offline)
+        // waits for another try while its time lasts.
+        let unheard = matches!(
+            error,
+            Some(BusError::Timeout(_) | BusError::BadFrame(_) | BusError::PortDown(_))
+        );
+        if unheard && matches!(request.action, Action::Write(_)) && since.elapsed() < patience {
+            tracing::debug!(topic = %request.topic, payload = %request.payload, "not carried: tried again shortly");
+            if let Some(request) = queue.retry(request, since) {
+                fail(request, CommandError::Withdrawn);
+            }
+            continue;
+        }
         let _ = outcomes.send(Outcome {
             request,
             values,
@@ -361,7 +419,7 @@ mod tests {
             );
         }
         assert_eq!(queue.push(get(Some(0))), Queued::Waiting);
-        let next = || queue.take(|_| false, Duration::ZERO).ready;
+        let next = || queue.take(|_| false, Duration::ZERO).ready.map(|(r, _)| r);
         assert_eq!(next(), Some(pwm(&config, "1000")));
         assert_eq!(next(), Some(get(None)));
         assert_eq!(next(), Some(get(Some(0))));
@@ -394,7 +452,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(4)).await;
         queue.push(get(None));
         let held = queue.take(|_| true, patience);
-        assert_eq!((held.ready, held.expired.len()), (None, 0));
+        assert_eq!((held.ready.is_none(), held.expired.len()), (true, 0));
         assert_eq!(
             held.next_expiry,
             Some(Instant::now() + Duration::from_secs(6))
@@ -410,10 +468,21 @@ mod tests {
             Some(Instant::now() + Duration::from_secs(4))
         );
         // Back online: written first thing.
-        assert_eq!(
-            queue.take(|_| false, patience).ready,
-            Some(pwm(&config, "2"))
-        );
+        let back = queue.take(|_| false, patience).ready.map(|(r, _)| r);
+        assert_eq!(back, Some(pwm(&config, "2")));
+        // Not carried: tried again after a pause, unless a newer one came.
+        let since = Instant::now();
+        assert_eq!(queue.retry(pwm(&config, "2"), since), None);
+        let paused = queue.take(|_| false, patience);
+        assert!(paused.ready.is_none());
+        assert_eq!(paused.next_expiry, Some(since + RETRY_PAUSE));
+        tokio::time::advance(RETRY_PAUSE).await;
+        let again = queue.take(|_| false, patience).ready;
+        assert_eq!(again, Some((pwm(&config, "2"), since)));
+        queue.push(pwm(&config, "3"));
+        assert_eq!(queue.retry(pwm(&config, "2"), since), None);
+        let newer = queue.take(|_| false, patience).ready.map(|(r, _)| r);
+        assert_eq!(newer, Some(pwm(&config, "3")));
     }
 
     #[tokio::test]
