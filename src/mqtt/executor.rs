@@ -222,14 +222,12 @@ impl Queue {
             return Some(request);
         }
         let key = request.key();
-        if !waiting.requests.contains_key(&key) {
-            let not_before = Some(Instant::now() + RETRY_PAUSE);
-            let entry = Entry {
+        if let std::collections::hash_map::Entry::Vacant(vacant) = waiting.requests.entry(key) {
+            vacant.insert(Entry {
                 request,
                 since,
-                not_before,
-            };
-            waiting.requests.insert(key, entry);
+                not_before: Some(Instant::now() + RETRY_PAUSE),
+            });
             waiting.order.push_front(key);
         }
         None
