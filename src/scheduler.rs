@@ -249,10 +249,14 @@ impl Scheduler {
         };
         spec.poll = interval;
         let soonest = Instant::now() + interval;
+        // An offline device's probe and a set-aside read keep their own pace.
+        let probing = self.health[device].probe_backoff.is_some();
         for slot in &mut self.slots {
             if slot.request.device == device && slot.request.follows_device {
                 slot.request.interval = interval;
-                slot.due = slot.due.min(soonest);
+                if !probing && !slot.set_aside {
+                    slot.due = slot.due.min(soonest);
+                }
             }
         }
     }
