@@ -53,7 +53,8 @@ struct RegisterState {
     /// Values published lately on a topic that is also the register's command topic: what
     /// comes back there soon after is their echo (ours, or another client's), no command.
     echoes: VecDeque<(String, Instant)>,
-    /// Payloads of the commands accepted for it and not yet done (waiting or on the bus).
+    /// On a shared state and command topic: the payloads of the commands accepted for it
+    /// and not yet done (waiting or on the bus).
     commanded: Vec<String>,
 }
 
@@ -765,7 +766,12 @@ impl Bridge {
             Err(reason) => return self.refuse(topic, &quoted, &reason),
         };
         tracing::info!(topic, payload = %quoted, "command accepted");
-        if let Action::Write(command) = &action {
+        // Only a shared topic hears its commands back.
+        if let Action::Write(command) = &action
+            && self
+                .topics
+                .shares_state_topic(command.device, command.register)
+        {
             self.registers[command.device][command.register]
                 .commanded
                 .push(quoted.clone());
