@@ -67,6 +67,26 @@ pub enum Event {
 #[derive(Debug, Default)]
 pub struct SchedulerStats {
     pub overruns: AtomicU64,
+    /// Per device: register reads that decoded to no value (NaN, an infinity), each a
+    /// failed read of its register (SPEC), though said only once.
+    not_values: Vec<AtomicU64>,
+}
+
+impl SchedulerStats {
+    fn new(devices: usize) -> SchedulerStats {
+        SchedulerStats {
+            overruns: AtomicU64::new(0),
+            not_values: (0..devices).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The reads that held no value, per device, since the last call.
+    pub fn take_not_values(&self) -> Vec<u64> {
+        self.not_values
+            .iter()
+            .map(|count| count.swap(0, Ordering::Relaxed))
+            .collect()
+    }
 }
 
 struct Slot {
@@ -176,7 +196,7 @@ impl Scheduler {
             intervals,
             intervals_tx,
             online: watch::Sender::new(vec![None; config.devices.len()]),
-            stats: Arc::default(),
+            stats: Arc::new(SchedulerStats::new(config.devices.len())),
         }
     }
 
@@ -381,6 +401,9 @@ impl Scheduler {
                 // The bus hands over whole answers: a short one never gets here.
                 Err(DecodeError::TooFewWords { .. }) => {}
                 Err(error) => {
+                    if let Some(count) = self.stats.not_values.get(request.device) {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
                     if became(&mut slot.not_values, r, true) {
                         tracing::warn!(
                             device = %device.name,
@@ -598,6 +621,7 @@ register = [
     fn nan_is_not_published_and_is_said_once_while_its_neighbours_go_on() {
         let (mut scheduler, mut events) = scheduler();
         assert_eq!(scheduler.reads(), 1);
+        let stats = scheduler.stats();
         let mut answered = |words| answer(&mut scheduler, &mut events, words);
         let nan = [0x7FC0, 0, 5, 1];
         let first = answered(nan);
@@ -631,5 +655,8 @@ register = [
             matches!(&infinite[0], Event::NotAValue { register: 0, .. }),
             "{infinite:?}"
         );
+        // Said once, but each read without a value counts, once per period.
+        assert_eq!(stats.take_not_values(), [3]);
+        assert_eq!(stats.take_not_values(), [0]);
     }
 }

@@ -52,11 +52,14 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The JSON of `{base}/bridge/stats`: the line over the period, and each device.
-    /// `set_aside`: the registers the devices refuse to read, as (device, register).
+    /// `not_values`: per device, the register reads of the period that decoded to NaN or
+    /// an infinity; `set_aside`: the registers the devices refuse to read, as (device,
+    /// register).
     pub fn report(
         &self,
         devices: &[Device],
         overruns: u64,
+        not_values: &[u64],
         set_aside: &BTreeSet<(usize, usize)>,
     ) -> serde_json::Value {
         let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
@@ -81,6 +84,7 @@ impl Snapshot {
                         "bad_frame": c.bad_frames,
                         "exception": c.exceptions,
                         "port": c.port_errors,
+                        "not_a_value": not_values.get(d).copied().unwrap_or_default(),
                     },
                     "noise_bytes": c.noise_bytes,
                     "response_ms": {
@@ -270,5 +274,24 @@ mod tests {
         assert_eq!(next.units[&10].requests, 0);
         assert!(next.units[&10].last_success.is_some());
         assert_eq!(next.busy, Duration::ZERO);
+    }
+
+    #[test]
+    fn reads_without_a_value_count_per_device_beside_the_bus_errors() {
+        let path = std::path::Path::new("t");
+        let config = crate::config::parse(crate::config::EXAMPLE, path).unwrap();
+        let report = |not_values: &[u64]| {
+            let report =
+                BusStats::default()
+                    .take()
+                    .report(&config.devices, 0, not_values, &BTreeSet::new());
+            report["devices"]["climate"]["errors"].clone()
+        };
+        let errors = report(&[4]);
+        assert_eq!(
+            (&errors["not_a_value"], &errors["timeout"]),
+            (&json!(4), &json!(0))
+        );
+        assert_eq!(report(&[])["not_a_value"], 0);
     }
 }

@@ -5,9 +5,10 @@
 use rtu2mqtt::config::Table;
 use rtu2mqtt::sim::Seen;
 
-use crate::util::{Broker, simulated_gateway, small_config};
+use crate::util::{Broker, Message, simulated_gateway, small_config};
 
 const ERRORS: &str = "rtu2mqtt/bridge/error";
+const STATS: &str = "rtu2mqtt/bridge/stats";
 
 /// One read of 39 registers on unit 1 holds every layout.
 const REGISTERS: &str = r#"register = [
@@ -45,6 +46,20 @@ temperature = 21.5
 humidity = 55
 "#;
 
+/// Device `a`'s reads without a value and its requests, per `bridge/stats` period so far.
+fn not_values_and_requests(messages: &[Message]) -> Vec<(u64, u64)> {
+    messages
+        .iter()
+        .filter(|m| m.topic == STATS)
+        .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.payload).ok())
+        .map(|report| {
+            let a = &report["devices"]["a"];
+            let count = |v: &serde_json::Value| v.as_u64().unwrap_or(u64::MAX);
+            (count(&a["errors"]["not_a_value"]), count(&a["requests"]))
+        })
+        .collect()
+}
+
 fn writes(seen: &[Seen]) -> Vec<(u8, u16, Vec<u16>)> {
     seen.iter()
         .filter(|s| ![3, 4].contains(&s.function))
@@ -56,7 +71,7 @@ fn writes(seen: &[Seen]) -> Vec<(u8, u16, Vec<u16>)> {
 async fn every_layout_is_published_and_commands_by_text_are_written() {
     let broker = Broker::start();
     let text = format!(
-        "[mqtt]\nport = {}\n{}",
+        "[mqtt]\nport = {}\nstats_interval = \"500ms\"\n{}",
         broker.port,
         small_config("", "poll = \"200ms\"", REGISTERS)
     );
@@ -129,6 +144,24 @@ async fn every_layout_is_published_and_commands_by_text_are_written() {
         reads.len() >= 4 && reads.iter().all(|r| *r == (0, 39)),
         "{reads:?}"
     );
+    // Yet each read counts both as failed reads in bridge/stats, period by period: until
+    // temperature holds a value, twice the reads (requests) of each period. A read at the
+    // end of a period may be counted by the bus in it and decoded in the next.
+    assert!(
+        watcher
+            .wait_for(|ms| not_values_and_requests(ms).len() >= 3)
+            .await,
+        "{}",
+        gateway.log()
+    );
+    let periods = not_values_and_requests(&watcher.messages());
+    assert!(
+        periods
+            .iter()
+            .all(|&(not_values, requests)| not_values.abs_diff(2 * requests) <= 2),
+        "{periods:?}"
+    );
+    assert!(periods.iter().map(|p| p.1).sum::<u64>() >= 3, "{periods:?}");
     // Back from "no sensor": published again.
     sim.sim.set(1, Table::Holding, 34, 0x41AC);
     assert!(

@@ -692,12 +692,15 @@ impl Bridge {
     }
 
     fn on_stats(&self) {
-        let overruns = self.monitors.scheduler.overruns.swap(0, Ordering::Relaxed);
-        let report =
-            self.monitors
-                .bus
-                .take()
-                .report(&self.config.devices, overruns, &self.set_aside);
+        let scheduler = &self.monitors.scheduler;
+        let overruns = scheduler.overruns.swap(0, Ordering::Relaxed);
+        let not_values = scheduler.take_not_values();
+        let report = self.monitors.bus.take().report(
+            &self.config.devices,
+            overruns,
+            &not_values,
+            &self.set_aside,
+        );
         self.publish(&self.topics.bridge_stats(), report.to_string(), false);
     }
 
