@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_modbus::{ExceptionCode, Request};
 use tokio_util::sync::CancellationToken;
 
+pub use port::IN_USE;
 pub use transport::Connection;
 
 use crate::codec::MaskWrite;

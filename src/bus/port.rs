@@ -11,7 +11,11 @@ use crate::config::{LineSettings, Parity};
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// Opens `path` with the given line settings.
+/// What the error of a port that another program holds open says (the daemon holds its
+/// port for itself).
+pub const IN_USE: &str = "in use by another program";
+
+/// Opens `path` with the given line settings, for this program alone.
 pub fn open(path: &str, line: &LineSettings) -> io::Result<Box<dyn Stream>> {
     let stream = tokio_serial::new(path, line.baud)
         .parity(match line.parity {
@@ -31,6 +35,14 @@ pub fn open(path: &str, line: &LineSettings) -> io::Result<Box<dyn Stream>> {
             StopBits::One
         })
         .open_native_async()
-        .map_err(io::Error::from)?;
+        .map_err(|e| match e.kind {
+            // What serialport says when another program holds the port exclusively, as
+            // every program built on it does (its `TIOCEXCL` or its `flock`).
+            tokio_serial::ErrorKind::NoDevice => io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!("{IN_USE} ({})", e.description),
+            ),
+            _ => io::Error::from(e),
+        })?;
     Ok(Box::new(stream))
 }
