@@ -46,8 +46,12 @@ pub async fn run(
     let requests_open = client.clone();
 
     let tasks = TaskTracker::new();
-    let (bus, port_open) = BusRun::start(&tasks, &config, &shutdown);
-    let (polling, channels) = Polling::start(&tasks, &config, &bus.handle, &shutdown);
+    let Reading {
+        channels,
+        port: port_open,
+        bus,
+        polling,
+    } = Reading::start(&tasks, &config, &shutdown);
     let (link_tx, link) = mpsc::channel(64);
     let (reload_tx, reload_rx) = mpsc::channel(1);
     let outbox = connection::Outbox::default();
@@ -110,6 +114,37 @@ pub async fn run(
     Ok(())
 }
 
+/// The tasks that read the devices, before any MQTT: the bus task, the one owner of the
+/// port, and on it the scheduler and the executor of requests. `run` builds the gateway on
+/// them; `check --probe` listens to the scheduler's events alone.
+#[derive(Debug)]
+pub struct Reading {
+    /// What the scheduler and the executor say, and where requests for them go.
+    pub channels: Channels,
+    /// Whether the port is open.
+    pub port: watch::Receiver<bus::PortStatus>,
+    bus: BusRun,
+    polling: Polling,
+}
+
+impl Reading {
+    /// Starts them on `tasks`; they stop with `shutdown`.
+    pub fn start(
+        tasks: &TaskTracker,
+        config: &Arc<Config>,
+        shutdown: &CancellationToken,
+    ) -> Reading {
+        let (bus, port) = BusRun::start(tasks, config, shutdown);
+        let (polling, channels) = Polling::start(tasks, config, &bus.handle, shutdown);
+        Reading {
+            channels,
+            port,
+            bus,
+            polling,
+        }
+    }
+}
+
 /// The running config and the tasks built from it.
 struct Running {
     config: Arc<Config>,
@@ -169,6 +204,7 @@ impl Running {
 }
 
 /// Tasks and the token that stops them alone (a child of the shutdown token).
+#[derive(Debug)]
 struct Stoppable {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -185,6 +221,7 @@ impl Stoppable {
 }
 
 /// The bus task: the one owner of the port.
+#[derive(Debug)]
 struct BusRun {
     handle: BusHandle,
     stats: Arc<BusStats>,
@@ -217,6 +254,7 @@ impl BusRun {
 
 /// The tasks that work from the register map: the scheduler and the executor of requests
 /// from MQTT.
+#[derive(Debug)]
 struct Polling {
     reads: usize,
     scheduler_stats: Arc<SchedulerStats>,
