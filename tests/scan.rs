@@ -9,7 +9,7 @@ use rtu2mqtt::sim::{Fault, Simulator, TcpFraming, Wire};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{DEADLINE, SimBus, config_on, start_sim};
+use crate::util::{DEADLINE, Ran as Scanned, SimBus, config_on, run_rtu2mqtt, start_sim};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtu2mqtt");
 
@@ -66,23 +66,6 @@ fn devices(line: Option<LineSettings>) -> SimBus {
     bus
 }
 
-/// How a scan ended and what it printed.
-struct Scanned {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Scanned {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 impl Scanned {
     /// The finds, as printed after `found: `.
     fn finds(&self) -> Vec<&str> {
@@ -121,20 +104,7 @@ impl Scanned {
 }
 
 async fn scan(args: &[&str]) -> Scanned {
-    let run = tokio::process::Command::new(BIN)
-        .arg("scan")
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(DEADLINE * 3, run)
-        .await
-        .expect("the scan ends in time")
-        .expect("run rtu2mqtt scan");
-    Scanned {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    run_rtu2mqtt(["scan"].iter().chain(args), DEADLINE * 3).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

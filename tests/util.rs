@@ -329,6 +329,43 @@ impl Watcher {
     }
 }
 
+/// How a run of the real binary ended and what it printed.
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// `rtu2mqtt ARGS` run to its end, which must come within `limit`.
+pub async fn run_rtu2mqtt(
+    args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+    limit: Duration,
+) -> Ran {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtu2mqtt"))
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(limit, run)
+        .await
+        .expect("rtu2mqtt ends in time")
+        .expect("run rtu2mqtt");
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// `rtu2mqtt run` as a separate process, killed when dropped.
 pub struct GatewayProcess {
     pub child: std::process::Child,
