@@ -28,7 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Run(ConfigArg),
-    /// Validate a config, print its poll plan and bus time, and warn of what looks wrong.
+    /// Validate a config, print its poll plan and bus time, and warn of what looks wrong;
+    /// with --probe, read every register once on the bus.
     Check(CheckArgs),
     /// Try everything on this machine: simulated slave, embedded broker and gateway.
     Demo(DemoArgs),
@@ -60,6 +61,13 @@ pub struct CheckArgs {
     /// Fail (exit 1) on warnings too, not only on errors.
     #[arg(long)]
     pub strict: bool,
+    /// Then read every register once on the configured bus (the port must be free: stop
+    /// the service first) and print what came of each: its value as it would be
+    /// published, not a value (NaN, an infinity), set aside (the device refuses it even
+    /// read alone) or failed. Exit 0 only when every register answered with a value; 1
+    /// when any is set aside, failed or not a value.
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod lifecycle;
 mod lines;
 mod many;
 mod mqtt;
+mod probe;
 mod registers;
 mod scan;
 mod systemd;

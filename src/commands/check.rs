@@ -1,16 +1,18 @@
 //! `rtu2mqtt check`: validate a config and show what its poll plan costs on the line.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::cli::CheckArgs;
 use crate::config::{self, Config, Transport};
 use crate::plan::{self, PollRequest};
 
 /// Prints the plan, then the warnings, as compilers do, on stderr. Warnings fail the check
-/// only when `strict`.
-pub fn run(path: &Path, strict: bool) -> anyhow::Result<ExitCode> {
+/// only when `--strict`. With `--probe`, then reads every register once on the bus: any
+/// that does not answer with a value fails the check.
+pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let path = &args.config.config;
     let (config, warnings) = config::load_with_warnings(path)?;
     print!("{}", report(&config));
     for w in &warnings {
@@ -23,12 +25,16 @@ pub fn run(path: &Path, strict: bool) -> anyhow::Result<ExitCode> {
             w.message
         );
     }
-    if warnings.is_empty() || !strict {
-        Ok(ExitCode::SUCCESS)
-    } else {
+    let warned = !warnings.is_empty() && args.strict;
+    if warned {
         eprintln!("{} warning(s), and --strict: failing", warnings.len());
-        Ok(ExitCode::FAILURE)
     }
+    let answered = !args.probe || super::probe::run(config).await?;
+    Ok(if warned || !answered {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn ms(d: Duration) -> String {
@@ -157,6 +163,8 @@ pub fn report(config: &Config) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]

@@ -4,6 +4,7 @@ mod check;
 mod demo;
 mod docs;
 mod oneshot;
+mod probe;
 mod scan;
 mod sim;
 
@@ -17,7 +18,7 @@ use crate::cli::Command;
 /// Runs one subcommand to its end.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Check(args) => check::run(&args.config.config, args.strict),
+        Command::Check(args) => check::run(&args).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Read(args) => oneshot::read(args).await,
         Command::Write(args) => oneshot::write(args).await,
