@@ -26,6 +26,7 @@ use tokio_modbus::ExceptionCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, BusHandle, ReadData};
+use crate::clock::Timer;
 use crate::codec::{DecodeError, Value};
 use crate::config::{Config, Device};
 use crate::plan::{self, PollRequest};
@@ -222,6 +223,7 @@ impl Scheduler {
     /// Polls until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut in_flight = FuturesUnordered::new();
+        let mut timer = Timer::default();
         loop {
             let next_due = self
                 .slots
@@ -233,7 +235,7 @@ impl Scheduler {
                 () = shutdown.cancelled() => break,
                 Some((slot, result)) = in_flight.next() => self.finish(slot, result),
                 Some((device, interval)) = self.intervals.recv() => self.set_interval(device, interval),
-                () = crate::clock::sleep_until(next_due) => {
+                () = timer.sleep_until(next_due) => {
                     let now = Instant::now();
                     for (index, slot) in self.slots.iter_mut().enumerate() {
                         if slot.in_flight || slot.parked || slot.due > now {

@@ -11,6 +11,7 @@ use tokio_modbus::{ExceptionCode, Request, Response};
 use super::BusError;
 use super::framing::{self, Overdues, Reader, Scan, Shape, Tally};
 use super::port::Stream;
+use crate::clock::Timer;
 use crate::config::{Bus, Echo, Timing, UnitId};
 use crate::stats::BusStats;
 
@@ -24,6 +25,8 @@ const RECEIVE_LIMIT: usize = 4096;
 /// An open port with the state of the line on it.
 pub struct Link {
     stream: Box<dyn Stream>,
+    /// The silence before a request, then the answer's deadline.
+    timer: Timer,
     /// Received and not yet taken or discarded.
     received: Vec<u8>,
     settings: Bus,
@@ -55,6 +58,7 @@ impl Link {
     pub fn new(stream: Box<dyn Stream>, settings: &Bus, stats: Arc<BusStats>) -> Link {
         Link {
             stream,
+            timer: Timer::default(),
             received: Vec::with_capacity(512),
             settings: settings.clone(),
             echo_found: None,
@@ -63,6 +67,16 @@ impl Link {
             last_frame_end: Instant::now(),
             last_unit: None,
         }
+    }
+
+    /// Waits until `deadline` on the line's own timer.
+    pub async fn sleep_until(&mut self, deadline: Instant) {
+        self.timer.sleep_until(Some(deadline)).await;
+    }
+
+    /// Nothing more to wait for until the next job.
+    pub fn rest(&mut self) {
+        self.timer.disarm();
     }
 
     /// When the line may carry a request to a device with `timing`: the inter-frame
@@ -190,11 +204,7 @@ impl Link {
     /// silence starts again, a few times at most on a line that never stops talking.
     async fn wait_for_silence(&mut self, timing: Timing) {
         for _ in 0..3 {
-            let quiet = self.quiet_at(timing);
-            // Registering a timer costs a wake-up even when it has already expired.
-            if Instant::now() < quiet {
-                tokio::time::sleep_until(quiet).await;
-            }
+            self.timer.sleep_until(Some(self.quiet_at(timing))).await;
             self.take_waiting_input();
             if self.received.is_empty() {
                 return;
@@ -218,43 +228,45 @@ impl Link {
             Echo::Off => false,
             Echo::Auto => self.echo_found == Some(true) || !answer_repeats_request(shape.function),
         };
-        let mut reader = Reader::new(frame, shape, strip_echo, &mut self.overdue);
-        let timer = tokio::time::sleep_until(deadline);
-        tokio::pin!(timer);
-        let result = loop {
-            match reader.scan(&self.received) {
-                Scan::Answer { skip, len } => {
-                    let answer = decode(&self.received[skip..skip + len]);
-                    self.received.drain(..skip + len);
-                    match answer {
-                        // It has our answer's shape and a good CRC but says nothing our
-                        // request could be answered with: another master's frame.
-                        Err(BusError::BadFrame(_)) => reader.tally.foreign_frames += 1,
-                        answer => break answer,
+        let (result, tally) = {
+            let mut reader = Reader::new(frame, shape, strip_echo, &mut self.overdue);
+            let timer = self.timer.sleep_until(Some(deadline));
+            tokio::pin!(timer);
+            let result = loop {
+                match reader.scan(&self.received) {
+                    Scan::Answer { skip, len } => {
+                        let answer = decode(&self.received[skip..skip + len]);
+                        self.received.drain(..skip + len);
+                        match answer {
+                            // It has our answer's shape and a good CRC but says nothing our
+                            // request could be answered with: another master's frame.
+                            Err(BusError::BadFrame(_)) => reader.tally.foreign_frames += 1,
+                            answer => break answer,
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                Scan::More { skip } => {
-                    self.received.drain(..skip);
-                }
-            }
-            tokio::select! {
-                biased;
-                read = self.stream.read_buf(&mut self.received) => {
-                    if let Err(e) = port_read(read) {
-                        break Err(e);
+                    Scan::More { skip } => {
+                        self.received.drain(..skip);
                     }
                 }
-                () = &mut timer => {
-                    if !reader.garbled {
-                        break Err(BusError::Timeout(timing.timeout));
+                tokio::select! {
+                    biased;
+                    read = self.stream.read_buf(&mut self.received) => {
+                        if let Err(e) = port_read(read) {
+                            break Err(e);
+                        }
                     }
-                    self.received.drain(..reader.garbled_len(&self.received));
-                    break Err(BusError::BadFrame("the answer arrived with a bad CRC".to_owned()));
+                    () = &mut timer => {
+                        if !reader.garbled {
+                            break Err(BusError::Timeout(timing.timeout));
+                        }
+                        self.received.drain(..reader.garbled_len(&self.received));
+                        break Err(BusError::BadFrame("the answer arrived with a bad CRC".to_owned()));
+                    }
                 }
-            }
+            };
+            (result, reader.tally)
         };
-        let tally = reader.tally;
         if self.settings.echo == Echo::Auto
             && !answer_repeats_request(shape.function)
             && result.is_ok()

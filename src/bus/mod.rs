@@ -476,12 +476,12 @@ impl Line {
         result
     }
 
-    /// When the line may next carry a request to a device with the bus's own timing.
-    fn quiet_at(&self) -> Option<Instant> {
-        self.link
-            .as_ref()
-            .map(|link| link.quiet_at(self.settings.timing))
-            .filter(|quiet| *quiet > Instant::now())
+    /// Waits until the line may carry a request to a device with the bus's own timing.
+    async fn until_quiet(&mut self) {
+        if let Some(link) = &mut self.link {
+            let quiet = link.quiet_at(self.settings.timing);
+            link.sleep_until(quiet).await;
+        }
     }
 
     /// Waits for the port to reopen, or for bytes while answers are overdue.
@@ -561,6 +561,16 @@ impl BusTask {
         self.port_status.subscribe()
     }
 
+    /// Moves what was queued meanwhile to `waiting`.
+    fn take_queued(&mut self, waiting: &mut Waiting) {
+        while let Ok(job) = self.commands.try_recv() {
+            waiting.commands.push_back(job);
+        }
+        while let Ok(job) = self.polls.try_recv() {
+            waiting.polls.push_back(job);
+        }
+    }
+
     /// Runs transactions until `shutdown` fires or every handle is gone.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut line = Line {
@@ -579,19 +589,15 @@ impl BusTask {
         let mut watchdog = Watchdog::from_env();
         loop {
             watchdog.pet();
+            self.take_queued(&mut waiting);
             // The next job is chosen when the line is free to carry it, not before: a
             // command queued during the silence still goes ahead of waiting polls.
-            if let Some(quiet) = line.quiet_at() {
+            if !waiting.is_empty() {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep_until(quiet) => {}
+                    () = line.until_quiet() => {}
                 }
-            }
-            while let Ok(job) = self.commands.try_recv() {
-                waiting.commands.push_back(job);
-            }
-            while let Ok(job) = self.polls.try_recv() {
-                waiting.polls.push_back(job);
+                self.take_queued(&mut waiting);
             }
             let held_until = match waiting.next(&mut line) {
                 Ok(job) => {
@@ -602,6 +608,9 @@ impl BusTask {
             };
             if waiting.is_empty() && self.commands.is_closed() && self.polls.is_closed() {
                 break;
+            }
+            if let Some(link) = &mut line.link {
+                link.rest();
             }
             tokio::select! {
                 biased;

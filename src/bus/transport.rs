@@ -24,7 +24,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// An open port or connection.
 #[derive(Debug)]
 pub enum Connection {
-    Rtu(Link),
+    Rtu(Box<Link>),
     Tcp(TcpLink),
 }
 
@@ -90,16 +90,16 @@ impl Connection {
     /// Opens the port or connects; transactions are counted in `stats`.
     pub async fn open(settings: &Bus, stats: Arc<BusStats>) -> io::Result<Connection> {
         Ok(match &settings.transport {
-            Transport::Serial(path) => Connection::Rtu(Link::new(
+            Transport::Serial(path) => Connection::Rtu(Box::new(Link::new(
                 port::open(path, &settings.line)?,
                 settings,
                 stats,
-            )),
-            Transport::RtuOverTcp { host, port } => Connection::Rtu(Link::new(
+            ))),
+            Transport::RtuOverTcp { host, port } => Connection::Rtu(Box::new(Link::new(
                 Box::new(connect(host, *port).await?),
                 settings,
                 stats,
-            )),
+            ))),
             Transport::Tcp { host, port } => {
                 Connection::Tcp(TcpLink::new(connect(host, *port).await?, stats))
             }
@@ -196,6 +196,21 @@ impl Connection {
         match self {
             Connection::Rtu(link) => link.quiet_at(timing),
             Connection::Tcp(_) => Instant::now(),
+        }
+    }
+
+    /// Waits until `deadline`: on the line's own timer where there is a line.
+    pub async fn sleep_until(&mut self, deadline: Instant) {
+        match self {
+            Connection::Rtu(link) => link.sleep_until(deadline).await,
+            Connection::Tcp(_) => tokio::time::sleep_until(deadline).await,
+        }
+    }
+
+    /// Nothing more to wait for until the next job.
+    pub fn rest(&mut self) {
+        if let Connection::Rtu(link) = self {
+            link.rest();
         }
     }
 
