@@ -12,7 +12,7 @@ use rumqttc::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Mqtt, Tls};
@@ -119,33 +119,51 @@ pub enum LinkEvent {
     },
 }
 
-/// QoS 0 value publishes waiting to go out with the publish before them, in one write.
+/// QoS 0 value publishes waiting to go out, those of one read in one write.
 ///
-/// rumqttc writes and flushes every request on its own: one system call, and one wake-up of
-/// a broker on the same machine, per value (six per transaction on the benchmark map,
-/// BENCHMARKS.md). The bridge sends the first value of a read through the client and puts
-/// the others here; [`drive`] writes them as soon as rumqttc has written that first one,
-/// with one flush. They are written between two polls of the event loop, never by cutting
-/// a poll short, so nothing rumqttc was in the middle of writing is lost. What waits when
-/// the connection drops is dropped: the bridge publishes every value again on connect, and
-/// an older value must not follow it.
+/// rumqttc writes and flushes every request on its own: one system call per value, and on
+/// a broker on the same machine the broker's side of TCP is processed in that call too
+/// (a quarter of the daemon's CPU before this went in; BENCHMARKS.md). The bridge puts
+/// value publishes here and [`drive`] writes what waits, with one flush, on the event
+/// loop's connection, cutting short its wait for the next event. rumqttc's poll is
+/// waiting on the socket, its requests or its keep-alive then; it is cut in the middle of
+/// writing only when the socket takes nothing (a broker that stopped reading), and then
+/// loses nothing: what it had buffered stays in its buffer, and an event it had not
+/// returned stays queued for the next poll. While not connected nothing is cut short (the
+/// poll is connecting), and what waits when the connection drops is dropped: the bridge
+/// publishes every value again on connect, and an older value must not follow it.
 #[derive(Debug, Clone, Default)]
-pub struct Outbox(Arc<Mutex<Vec<Publish>>>);
+pub struct Outbox(Arc<Waiting>);
+
+#[derive(Debug, Default)]
+struct Waiting {
+    publishes: Mutex<Vec<Publish>>,
+    ready: Notify,
+}
 
 impl Outbox {
     pub fn push(&self, topic: &str, payload: String, retain: bool) {
         let mut publish = Publish::new(topic, QoS::AtMostOnce, payload);
         publish.retain = retain;
         self.lock().push(publish);
+        self.0.ready.notify_one();
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Publish>> {
         // A Vec of messages cannot be left inconsistent by a panic.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0
+            .publishes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn clear(&self) {
         self.lock().clear();
+    }
+
+    /// Until something was pushed since the last time.
+    async fn ready(&self) {
+        self.0.ready.notified().await;
     }
 
     /// Writes what waits on the event loop's connection, with one flush.
@@ -257,8 +275,13 @@ pub async fn drive(
     let mut takeovers = Takeovers::default();
     loop {
         let event = tokio::select! {
+            biased;
             () = stop.cancelled() => return,
             event = eventloop.poll() => event,
+            () = outbox.ready(), if connected => {
+                outbox.write(&mut eventloop).await;
+                continue;
+            }
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -305,7 +328,6 @@ pub async fn drive(
                 // waits on this loop, so the wait is short.
                 let _ = link.send(message).await;
             }
-            Ok(Event::Outgoing(Outgoing::Publish(_))) => outbox.write(&mut eventloop).await,
             Ok(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
             Ok(_) => {}
             Err(_) if disconnecting => return,

@@ -450,7 +450,7 @@ impl Bridge {
             for r in 0..self.registers[d].len() {
                 if let Some(value) = self.registers[d][r].latest.clone() {
                     let text = self.config.devices[d].registers[r].codec.format(&value);
-                    self.publish_value(d, r, value, text, false);
+                    self.publish_value(d, r, value, text);
                 }
             }
         }
@@ -562,11 +562,8 @@ impl Bridge {
                         self.set_aside.remove(&(device, *register));
                     }
                 }
-                // The first value published goes to the client, the others of the read
-                // with it.
-                let mut batched = false;
                 for (register, value) in values {
-                    batched |= self.on_value(device, register, value, batched, false);
+                    self.on_value(device, register, value, false);
                 }
             }
             Event::Failed {
@@ -623,16 +620,8 @@ impl Bridge {
     }
 
     /// Keeps a new value and publishes it when due, or at once when `asked` (a command or
-    /// a `/get` wants to hear it); whether it was published. `batched` as for
-    /// [`Bridge::publish_value`].
-    fn on_value(
-        &mut self,
-        device: usize,
-        register: usize,
-        value: Value,
-        batched: bool,
-        asked: bool,
-    ) -> bool {
+    /// a `/get` wants to hear it).
+    fn on_value(&mut self, device: usize, register: usize, value: Value, asked: bool) {
         let spec = &self.config.devices[device].registers[register];
         let text = spec.codec.format(&value);
         let state = &mut self.registers[device][register];
@@ -645,26 +634,20 @@ impl Bridge {
                     || spec.republish.is_some_and(|every| at.elapsed() >= every)
             }
         };
-        due && self.publish_value(device, register, value, text, batched)
+        if due {
+            self.publish_value(device, register, value, text);
+        }
     }
 
-    /// Publishes a value; whether it went out (not while the broker is away). `batched`:
-    /// another value of the same read has just been handed to the client, so at QoS 0 this
-    /// one goes out with it (see [`Outbox`]).
-    fn publish_value(
-        &mut self,
-        device: usize,
-        register: usize,
-        value: Value,
-        text: String,
-        batched: bool,
-    ) -> bool {
+    /// Publishes a value (not while the broker is away). At QoS 0 it goes out with the
+    /// others of its read, in one write (see [`Outbox`]).
+    fn publish_value(&mut self, device: usize, register: usize, value: Value, text: String) {
         if !self.is_connected() {
-            return false;
+            return;
         }
         let topic = self.topics.value(device, register);
         let retain = self.config.mqtt.retain;
-        if batched && self.value_qos == QoS::AtMostOnce {
+        if self.value_qos == QoS::AtMostOnce {
             self.outbox.push(topic, text.clone(), retain);
         } else {
             self.send(topic, self.value_qos, text.clone(), retain);
@@ -677,7 +660,6 @@ impl Bridge {
             state.echoes.push_back((text.clone(), Instant::now()));
         }
         state.published = Some((value, text, Instant::now()));
-        true
     }
 
     /// Publishes the poll interval in force for a device, in seconds.
@@ -841,7 +823,7 @@ impl Bridge {
         self.done(&request);
         let device = request.device();
         for (register, value) in values {
-            self.on_value(device, register, value, false, true);
+            self.on_value(device, register, value, true);
         }
         if let Some(error) = error {
             let (topic, payload) = (&request.topic, &request.payload);
