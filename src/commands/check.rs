@@ -37,6 +37,11 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `n` things, in words: "1 read", "2 reads".
+fn counted(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -90,12 +95,11 @@ pub fn report(config: &Config) -> String {
         };
         let _ = writeln!(
             out,
-            "\ndevice {} (unit {}{timing}): {} registers in {} read{} per cycle",
+            "\ndevice {} (unit {}{timing}): {} in {} per cycle",
             device.name,
             device.unit,
-            device.registers.len(),
-            reads.len(),
-            if reads.len() == 1 { "" } else { "s" }
+            counted(device.registers.len(), "register"),
+            counted(reads.len(), "read"),
         );
         for r in &reads {
             // Bits name theirs: several share one register of the read.

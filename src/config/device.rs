@@ -295,6 +295,18 @@ impl Validator<'_> {
                  give the range the device accepts",
             );
         }
+        if let Some(v) = raw.values.as_ref().filter(|_| {
+            codec.values.is_some()
+                && (raw.unit_of_measurement.is_some() || raw.state_class.is_some())
+        }) {
+            self.warning(
+                v.span(),
+                "values",
+                "Home Assistant takes no unit_of_measurement or state_class for an \
+                 enumeration (an enum sensor or a select): they are left out of its discovery \
+                 config",
+            );
+        }
         if let Some(d) = raw.deadband.as_ref().filter(|d| *d.get_ref() < 0.0) {
             self.problem(d.span(), "deadband", "must be zero or more");
         }

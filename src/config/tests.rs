@@ -639,6 +639,7 @@ fn legal_but_probably_wrong_things_are_warned_of_with_line_and_key() {
                 { name = \"alarm\", address = 5, bit = 15 },\n\
                 { name = \"flag\", address = 6, type = \"bool\", writable = true },\n\
                 { name = \"mode\", address = 7, values = { 0 = \"off\" }, writable = true },\n\
+                { name = \"state\", address = 8, values = { 0 = \"idle\" }, unit_of_measurement = \"W\" },\n\
                 ]\n";
     let (_, warnings) = parse_with_warnings(text, Path::new("t")).unwrap();
     let found: Vec<(usize, &str)> = warnings.iter().map(|w| (w.line, w.key.as_str())).collect();
@@ -649,6 +650,7 @@ fn legal_but_probably_wrong_things_are_warned_of_with_line_and_key() {
             (4, "timeout"),
             (10, "writable"),
             (13, "address"),
+            (18, "values"),
             (8, "poll"),
         ],
         "{warnings:#?}"
@@ -656,9 +658,14 @@ fn legal_but_probably_wrong_things_are_warned_of_with_line_and_key() {
     assert!(warnings[0].message.contains("/dev/serial/by-id/"));
     assert!(warnings[3].message.contains("\"view\" overlaps \"wide\""));
     assert!(
-        warnings[4].message.contains("can never keep up"),
+        warnings[4]
+            .message
+            .contains("Home Assistant takes no unit_of_measurement")
+    );
+    assert!(
+        warnings[5].message.contains("can never keep up"),
         "{}",
-        warnings[4].message
+        warnings[5].message
     );
     // The shipped example warns of its port name alone.
     let (_, warnings) = parse_with_warnings(EXAMPLE, Path::new("t")).unwrap();

@@ -278,7 +278,7 @@ pub async fn drive(
             biased;
             () = stop.cancelled() => return,
             event = eventloop.poll() => event,
-            () = outbox.ready(), if connected => {
+            () = outbox.ready(), if connected && !disconnecting => {
                 outbox.write(&mut eventloop).await;
                 continue;
             }

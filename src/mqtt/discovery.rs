@@ -264,6 +264,11 @@ impl<'a> Builder<'a> {
             ("state_class", &options.state_class),
         ];
         for (key, value) in given {
+            // Home Assistant refuses an enumeration with either (`check` warns).
+            let measured = matches!(key, "unit_of_measurement" | "state_class");
+            if texts.is_some() && measured {
+                continue;
+            }
             if let Some(value) = value {
                 entity.insert(key.into(), json!(value));
             }
@@ -491,7 +496,7 @@ mod tests {
         let text = "[homeassistant]\ndiscovery = true\n[bus]\nport = \"/dev/null\"\n\
              [[device]]\nname = \"pump\"\nunit = 1\nregister = [\n\
              { name = \"mode\", address = 0, values = { 0 = \"off\", 1 = \"heat\", 2 = \"cool\" }, writable = true },\n\
-             { name = \"state\", address = 1, values = { 0 = \"idle\", 1 = \"running\" } },\n\
+             { name = \"state\", address = 1, values = { 0 = \"idle\", 1 = \"running\" }, unit_of_measurement = \"W\", state_class = \"measurement\" },\n\
              { name = \"serial\", address = 2, length = 4 },\n\
              { name = \"label\", address = 6, length = 8, writable = true },\n\
              { name = \"heating\", address = 14, bit = 3, writable = true },\n\
@@ -510,6 +515,8 @@ mod tests {
         let state = at("sensor", "state");
         assert_eq!(state["device_class"], "enum");
         assert_eq!(state["options"], json!(["idle", "running"]));
+        // Home Assistant refuses an enum sensor with either.
+        assert!(state.get("unit_of_measurement").is_none() && state.get("state_class").is_none());
         let serial = at("sensor", "serial");
         assert!(serial.get("options").is_none() && serial.get("unit_of_measurement").is_none());
         let label = at("text", "label");
