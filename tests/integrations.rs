@@ -472,6 +472,44 @@ async fn commands_to_an_offline_device_wait_for_it_up_to_command_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_device_took_is_said_so_and_not_written_again_when_its_read_back_fails() {
+    let broker = Broker::start();
+    // Polled once an hour: nothing but the command goes to the device after the first read.
+    let text = example_on(&broker).replace("poll = \"200ms\"", "poll = \"1h\"");
+    let (sim, gateway, watcher) = start(&broker, &text).await;
+    // The write is answered (late by nothing); the read-back and its retry are not.
+    sim.sim.queue_faults(
+        10,
+        [Fault::Late(Duration::ZERO), Fault::Silent, Fault::Silent],
+    );
+    watcher.publish("rtu2mqtt/climate/pwm/set", "300").await;
+    assert!(
+        watcher
+            .wait_for(|ms| ms.iter().any(|m| m.topic == ERRORS
+                && m.payload.contains("300")
+                && m.payload.contains("written, but reading it back failed")))
+            .await,
+        "{:?}\n{}",
+        watcher.payloads(ERRORS),
+        gateway.log()
+    );
+    assert_eq!(sim.sim.holding(10, 2), Some(300));
+    // Not tried again: a write the line did not carry would be, 2 s later.
+    let again = sim
+        .sim
+        .wait_for_seen(Duration::from_millis(2500), |seen| {
+            pwm_writes(seen).len() > 1
+        })
+        .await;
+    assert!(
+        !again,
+        "{:?}\n{}",
+        pwm_writes(&sim.sim.seen()),
+        gateway.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_in_a_blip_shorter_than_offline_after_is_written_when_the_device_is_back() {
     let broker = Broker::start();
     let (sim, gateway, watcher) = start(&broker, &example_on(&broker)).await;

@@ -208,6 +208,19 @@ async fn every_layout_is_published_and_commands_by_text_are_written() {
         writes(&sim.sim.seen()),
         [(6, 32, vec![1]), (6, 32, vec![0]), (16, 9, vec![0x4F4B, 0])]
     );
+    // Asked for, "no sensor" is said rather than nothing.
+    watcher.publish("rtu2mqtt/a/pressure/get", "").await;
+    assert!(
+        watcher
+            .wait_for(|ms| ms.iter().any(|m| m.topic == ERRORS
+                && m.payload.contains("pressure/get")
+                && m.payload.contains("reads as no value")))
+            .await,
+        "{:?}\n{}",
+        watcher.payloads(ERRORS),
+        gateway.log()
+    );
+    assert!(watcher.payloads("rtu2mqtt/a/pressure").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,6 +153,9 @@ impl Retries {
 
 type Reply<T> = oneshot::Sender<Result<T, BusError>>;
 
+/// The read after a write that went through: a failed one does not undo the write.
+pub type ReadBack = Result<ReadData, BusError>;
+
 /// A transaction and where its result goes.
 #[derive(Debug)]
 enum Job {
@@ -162,7 +165,7 @@ enum Job {
     /// A write and the read of what the device made of it, with nothing between them; and
     /// whether it is one of a flood of commands (it then leaves a waiting poll the next
     /// turn).
-    WriteAndRead(WriteRequest, ReadRequest, Reply<ReadData>, bool),
+    WriteAndRead(WriteRequest, ReadRequest, Reply<ReadBack>, bool),
 }
 
 /// A cheap, cloneable way to put transactions on the bus. There are two queues: commands
@@ -209,13 +212,14 @@ impl BusHandle {
 
     /// A command: the write, then the read of `read_back`, in one turn of the line (no
     /// other transaction between them); goes before any poll still waiting, unless it is
-    /// one of a `flood` of commands that just went ahead of one.
+    /// one of a `flood` of commands that just went ahead of one. An error is the write's;
+    /// the read-back's is inside.
     pub async fn write_and_read(
         &self,
         write: WriteRequest,
         read_back: ReadRequest,
         flood: bool,
-    ) -> Result<ReadData, BusError> {
+    ) -> Result<ReadBack, BusError> {
         Self::submit(&self.commands, |reply| {
             Job::WriteAndRead(write, read_back, reply, flood)
         })
@@ -447,9 +451,12 @@ impl Line {
                 let result = self
                     .run(write.unit, async |link| {
                         link.write(&write, timing, retries).await?;
-                        link.read(&read, timing, retries).await
+                        Ok(link.read(&read, timing, retries).await)
                     })
                     .await;
+                if let Ok(Err(BusError::PortDown(e))) = &result {
+                    self.failed(e.clone());
+                }
                 let _ = reply.send(result);
             }
         }

@@ -88,6 +88,14 @@ pub enum CommandError {
     /// Its device stayed offline for all of `command_timeout`.
     #[error("not done: the device did not answer again within {} (command_timeout)", humantime::format_duration(*.0))]
     Offline(Duration),
+    /// The device took the write; what it made of it could not be read.
+    #[error(
+        "written, but reading it back failed ({0}): its value is published with the next poll that reads it"
+    )]
+    NotReadBack(String),
+    /// The register read as no value (NaN or an infinity): nothing to publish.
+    #[error("it reads as no value (NaN or an infinity): not published")]
+    NoValue,
 }
 
 /// What [`Queue::push`] did with a request.
@@ -297,7 +305,9 @@ pub async fn execute(
         // waits for another try while its time lasts.
         let unheard = matches!(
             error,
-            Some(BusError::Timeout(_) | BusError::BadFrame(_) | BusError::PortDown(_))
+            Some(CommandError::Bus(
+                BusError::Timeout(_) | BusError::BadFrame(_) | BusError::PortDown(_)
+            ))
         );
         if unheard && matches!(request.action, Action::Write(_)) && since.elapsed() < patience {
             tracing::debug!(topic = %request.topic, payload = %request.payload, "not carried: tried again shortly");
@@ -309,7 +319,7 @@ pub async fn execute(
         let _ = outcomes.send(Outcome {
             request,
             values,
-            error: error.map(CommandError::from),
+            error,
         });
     }
     for request in queue.close() {
@@ -324,7 +334,7 @@ async fn carry_out(config: &Config, bus: &BusHandle, queue: &Queue, action: &Act
     }
 }
 
-type Read = (Vec<(usize, Value)>, Option<BusError>);
+type Read = (Vec<(usize, Value)>, Option<CommandError>);
 
 /// The write and the read-back, so that what is published is the device's value, not the
 /// request's. In a `flood` it leaves the polls their turns.
@@ -335,14 +345,18 @@ async fn write(config: &Config, bus: &BusHandle, command: &Command, flood: bool)
         .write_and_read(command.write.clone(), read_back.read, flood)
         .await
     {
-        Ok(data) => {
+        Ok(Ok(data)) => {
             let values = read_back.values(device, &data.words());
             let error = values
                 .is_empty()
-                .then(|| BusError::BadFrame("the read-back holds no value".to_owned()));
+                .then(|| CommandError::NotReadBack("it reads as NaN or an infinity".to_owned()));
             (values, error)
         }
-        Err(error) => (Vec::new(), Some(error)),
+        Ok(Err(error)) => (
+            Vec::new(),
+            Some(CommandError::NotReadBack(error.to_string())),
+        ),
+        Err(error) => (Vec::new(), Some(error.into())),
     }
 }
 
@@ -370,7 +384,10 @@ async fn read(config: &Config, bus: &BusHandle, device: usize, register: Option<
             }
         }
     }
-    (values, failure)
+    let failure = failure.map(CommandError::from);
+    // Asked for one register, and it holds no value: say so rather than nothing.
+    let nothing = register.is_some() && values.is_empty() && failure.is_none();
+    (values, failure.or(nothing.then_some(CommandError::NoValue)))
 }
 
 #[cfg(test)]

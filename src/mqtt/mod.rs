@@ -827,7 +827,11 @@ impl Bridge {
         }
         if let Some(error) = error {
             let (topic, payload) = (&request.topic, &request.payload);
-            tracing::warn!(topic, payload, %error, "command failed");
+            if matches!(error, CommandError::NotReadBack(_)) {
+                tracing::warn!(topic, payload, %error, "command written, not read back");
+            } else {
+                tracing::warn!(topic, payload, %error, "command failed");
+            }
             self.report_error(topic, Some(payload), &error.to_string());
         }
     }
