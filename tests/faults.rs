@@ -240,9 +240,7 @@ async fn a_register_the_device_lacks_is_set_aside_and_its_neighbours_published()
     assert!(reads.len() <= 6, "{reads:?}");
     assert!(
         watcher
-            .wait_for(|ms| ms
-                .iter()
-                .any(|m| m.topic == STATS && m.payload.contains("\"set_aside\":[\"r2\"]")))
+            .wait_saying(STATS, &["\"set_aside\":[\"r2\"]"])
             .await,
         "{}",
         gateway.log()

@@ -448,9 +448,7 @@ async fn commands_to_an_offline_device_wait_for_it_up_to_command_timeout() {
     watcher.publish("rtu2mqtt/climate/pwm/set", "555").await;
     assert!(
         watcher
-            .wait_for(|ms| ms.iter().any(|m| m.topic == ERRORS
-                && m.payload.contains("555")
-                && m.payload.contains("command_timeout")))
+            .wait_saying(ERRORS, &["555", "command_timeout"])
             .await,
         "{:?}\n{}",
         watcher.payloads(ERRORS),
@@ -485,9 +483,7 @@ async fn a_write_the_device_took_is_said_so_and_not_written_again_when_its_read_
     watcher.publish("rtu2mqtt/climate/pwm/set", "300").await;
     assert!(
         watcher
-            .wait_for(|ms| ms.iter().any(|m| m.topic == ERRORS
-                && m.payload.contains("300")
-                && m.payload.contains("written, but reading it back failed")))
+            .wait_saying(ERRORS, &["300", "written, but reading it back failed"])
             .await,
         "{:?}\n{}",
         watcher.payloads(ERRORS),

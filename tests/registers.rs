@@ -212,9 +212,7 @@ async fn every_layout_is_published_and_commands_by_text_are_written() {
     watcher.publish("rtu2mqtt/a/pressure/get", "").await;
     assert!(
         watcher
-            .wait_for(|ms| ms.iter().any(|m| m.topic == ERRORS
-                && m.payload.contains("pressure/get")
-                && m.payload.contains("reads as no value")))
+            .wait_saying(ERRORS, &["pressure/get", "reads as no value"])
             .await,
         "{:?}\n{}",
         watcher.payloads(ERRORS),

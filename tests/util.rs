@@ -321,6 +321,15 @@ impl Watcher {
             .await
     }
 
+    /// Waits until `topic` has had a message that says every one of `words`.
+    pub async fn wait_saying(&self, topic: &str, words: &[&str]) -> bool {
+        self.wait_for(|ms| {
+            ms.iter()
+                .any(|m| m.topic == topic && words.iter().all(|w| m.payload.contains(w)))
+        })
+        .await
+    }
+
     pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
         self.client
             .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.into())
