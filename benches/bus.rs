@@ -9,6 +9,8 @@
 //! Variants (BENCHMARKS.md says what each is for):
 //! - `BENCH_POLL=1s` polls every register at that interval instead of flat out and measures
 //!   only the window: CPU per hour of a typical steady load (issue 10);
+//! - `BENCH_SOCKET=1` has the gateway reach mosquitto through a Unix socket (`[mqtt]
+//!   socket`) instead of TCP on loopback;
 //! - `BENCH_ECHO=auto|false|true` sets `[bus] echo` (issue 14: what `auto` costs);
 //! - `BENCH_FOREIGN=200` has another master's exchange on the line every 200 ms, every
 //!   other one in the gateway's wait for an answer (issue 14: polls published).
@@ -115,11 +117,16 @@ async fn run() -> anyhow::Result<()> {
     tokio::spawn(async move { serving.serve(serve, token).await });
 
     let broker = Broker::start()?;
+    // The gateway reaches the broker through its Unix socket, where there is one.
+    let reach = match &broker.socket {
+        Some(socket) => format!("socket = \"{}\"", socket.display()),
+        None => format!("port = {}", broker.port),
+    };
     let gateway_text = text
         .replace("port = \"/dev/ttyUSB0\"", &format!("port = \"{pty}\""))
         .replace(
             "[mqtt]\n",
-            &format!("[mqtt]\nport = {}\nstats_interval = \"1h\"\n", broker.port),
+            &format!("[mqtt]\n{reach}\nstats_interval = \"1h\"\n"),
         );
     let dir = tempfile::tempdir()?;
     let config_path = dir.path().join("bench.toml");
@@ -488,9 +495,11 @@ impl Drop for Process {
     }
 }
 
-/// mosquitto on a free loopback port when installed, else the embedded broker.
+/// mosquitto on a free loopback port when installed, else the embedded broker; with
+/// `BENCH_SOCKET=1`, mosquitto on a Unix socket as well, for the gateway.
 struct Broker {
     port: u16,
+    socket: Option<std::path::PathBuf>,
     process: Option<Process>,
     _dir: tempfile::TempDir,
 }
@@ -511,14 +520,25 @@ impl Broker {
             rtu2mqtt::broker::start(port)?;
             return Ok(Broker {
                 port,
+                socket: None,
                 process: None,
                 _dir: dir,
             });
         }
+        let socket = std::env::var_os("BENCH_SOCKET").map(|_| dir.path().join("mqtt.sock"));
+        let mut listeners = format!("listener {port} 127.0.0.1\n");
+        if let Some(socket) = &socket {
+            // mosquitto drops to its own user before it makes the socket.
+            std::fs::set_permissions(
+                dir.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o777),
+            )?;
+            listeners.push_str(&format!("listener 0 {}\n", socket.display()));
+        }
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!("{listeners}allow_anonymous true\npersistence false\n"),
         )?;
         let process = Process(
             Command::new("mosquitto")
@@ -537,6 +557,7 @@ impl Broker {
         }
         Ok(Broker {
             port,
+            socket,
             process: Some(process),
             _dir: dir,
         })

@@ -67,7 +67,7 @@ pub async fn run(
         devices = config.devices.len(),
         reads = polling.reads,
         port = %config.bus.transport,
-        broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port),
+        broker = %config.mqtt.broker(),
         "rtu2mqtt starting"
     );
     // The connection outlives the shutdown signal long enough to carry `offline`.

@@ -381,6 +381,43 @@ async fn tls_with_a_password_file_connects_and_never_logs_the_password() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_broker_is_reached_through_its_unix_socket() {
+    if !Broker::restartable() {
+        return;
+    }
+    // mosquitto drops to its own user before it makes the socket.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let socket = dir.path().join("mqtt.sock");
+    let plain = crate::util::free_port();
+    let conf = format!(
+        "persistence false\nallow_anonymous true\nlistener {plain} 127.0.0.1\nlistener 0 {}\n",
+        socket.display()
+    );
+    let _broker = Broker::mosquitto(plain, conf);
+    let sim = start_sim(&example());
+    let watcher = Watcher::connect(plain, "rtu2mqtt/#").await;
+    let text = example_text(&sim.path, plain).replace(
+        &format!("[mqtt]\nport = {plain}\n"),
+        &format!("[mqtt]\nsocket = \"{}\"\n", socket.display()),
+    );
+    assert!(text.contains("socket = "));
+    let gateway = GatewayProcess::start(&text);
+    assert!(
+        watcher.wait_payload(TEMPERATURE, "21.5").await,
+        "{}",
+        gateway.log()
+    );
+    watcher.publish("rtu2mqtt/climate/pwm/set", "66").await;
+    assert!(watcher.wait_payload(PWM, "66").await, "{}", gateway.log());
+    assert!(gateway.log().contains(&socket.display().to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_mode_publishes_changes_beyond_the_deadband_and_republishes_when_quiet() {
     let broker = Broker::start();
     let sim = start_sim(&example());

@@ -47,6 +47,7 @@ pub async fn run(args: crate::cli::DemoArgs) -> anyhow::Result<ExitCode> {
 
     config.mqtt.host = "127.0.0.1".to_owned();
     config.mqtt.port = port;
+    config.mqtt.socket = None;
     config.mqtt.client_id = "rtu2mqtt-demo".to_owned();
     // Home Assistant pointed at the demo broker finds the device by itself.
     config.homeassistant.discovery = true;

@@ -440,6 +440,7 @@ impl Validator<'_> {
         let raw = raw.unwrap_or(RawMqtt {
             host: None,
             port: None,
+            socket: None,
             client_id: None,
             username: None,
             password_file: None,
@@ -471,6 +472,38 @@ impl Validator<'_> {
                 client_auth,
             }
         });
+        let socket = raw.socket.as_ref().and_then(|socket| {
+            let beside = [
+                raw.host.as_ref().map(|h| (h.span(), "host")),
+                raw.port.as_ref().map(|p| (p.span(), "port")),
+            ];
+            for (span, key) in beside.into_iter().flatten() {
+                self.warning(
+                    span,
+                    key,
+                    "not used: the broker is reached through `socket`",
+                );
+            }
+            if tls.is_some() {
+                self.problem(
+                    socket.span(),
+                    "socket",
+                    "a Unix socket to a broker on this machine takes no [mqtt.tls]",
+                );
+            }
+            let path = PathBuf::from(socket.get_ref());
+            if path.is_absolute() {
+                Some(path)
+            } else {
+                self.problem(
+                    socket.span(),
+                    "socket",
+                    "the absolute path of the broker's Unix socket, such as \
+                     /run/mosquitto/mqtt.sock (mosquitto: `listener 0 /run/mosquitto/mqtt.sock`)",
+                );
+                None
+            }
+        });
         let port = raw
             .port
             .map_or(if tls.is_some() { 8883 } else { 1883 }, Spanned::into_inner);
@@ -482,6 +515,7 @@ impl Validator<'_> {
                 .host
                 .map_or_else(|| "127.0.0.1".to_owned(), Spanned::into_inner),
             port,
+            socket,
             client_id: raw
                 .client_id
                 .map_or_else(|| default_client_id(path, &base_topic), Spanned::into_inner),

@@ -100,6 +100,8 @@ pub struct SimValues {
 pub struct Mqtt {
     pub host: String,
     pub port: u16,
+    /// A broker on this machine through its Unix socket, instead of `host` and `port`.
+    pub socket: Option<PathBuf>,
     pub client_id: String,
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
@@ -112,6 +114,16 @@ pub struct Mqtt {
     pub retain: bool,
     pub stats_interval: Duration,
     pub tls: Option<Tls>,
+}
+
+impl Mqtt {
+    /// Where the broker is, for people: its Unix socket, or host:port.
+    pub fn broker(&self) -> String {
+        match &self.socket {
+            Some(path) => path.display().to_string(),
+            None => format!("{}:{}", self.host, self.port),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -11,6 +11,7 @@ const BENCH: &str = include_str!("../../configs/bench.toml");
 const MQTT: &[&str] = &[
     "host",
     "port",
+    "socket",
     "client_id",
     "username",
     "password_file",

@@ -26,6 +26,7 @@ pub struct RawConfig {
 pub struct RawMqtt {
     pub host: Option<Spanned<String>>,
     pub port: Option<Spanned<u16>>,
+    pub socket: Option<Spanned<String>>,
     pub client_id: Option<Spanned<String>>,
     pub username: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,

@@ -158,6 +158,33 @@ fn message_names_file_line_and_key() {
 }
 
 #[test]
+fn a_local_broker_is_reached_by_its_unix_socket_alone() {
+    let text = format!("[mqtt]\nsocket = \"/run/mosquitto/mqtt.sock\"\n{BUS}");
+    let config = parse(&text, Path::new("t")).unwrap();
+    assert_eq!(
+        config.mqtt.socket.as_deref(),
+        Some(Path::new("/run/mosquitto/mqtt.sock"))
+    );
+    assert_eq!(config.mqtt.broker(), "/run/mosquitto/mqtt.sock");
+    let text = format!(
+        "[mqtt]\nhost = \"broker\"\nport = 1884\nsocket = \"mqtt.sock\"\n[mqtt.tls]\n{BUS}"
+    );
+    assert_eq!(
+        located(&text),
+        [(4, "socket".to_owned()), (4, "socket".to_owned())]
+    );
+    let p = problems(&text);
+    assert!(p[0].message.contains("takes no [mqtt.tls]"), "{p:?}");
+    assert!(p[1].message.contains("absolute path"), "{p:?}");
+    // Host and port left beside a socket are not used: said, not refused.
+    let text =
+        format!("[mqtt]\nhost = \"broker\"\nport = 1884\nsocket = \"/run/mqtt.sock\"\n{BUS}");
+    let (_, warnings) = parse_with_warnings(&text, Path::new("t")).unwrap();
+    let found: Vec<(usize, &str)> = warnings.iter().map(|w| (w.line, w.key.as_str())).collect();
+    assert_eq!(found, [(2, "host"), (3, "port")], "{warnings:?}");
+}
+
+#[test]
 fn relative_password_file_sits_beside_the_config_and_client_id_names_the_host() {
     let text = format!("[mqtt]\nusername = \"u\"\npassword_file = \"mqtt.pass\"\n{BUS}");
     let config = parse(&text, Path::new("/etc/rtu2mqtt/bus1.toml")).unwrap();

@@ -44,7 +44,15 @@ pub fn qos(level: u8) -> QoS {
 
 /// Connection options; `will_topic` gets a retained `offline` if the connection dies.
 pub fn options(mqtt: &Mqtt, will_topic: &str) -> Result<MqttOptions, SetupError> {
-    let mut options = MqttOptions::new(&mqtt.client_id, &mqtt.host, mqtt.port);
+    let mut options = match &mqtt.socket {
+        Some(path) => {
+            let mut options =
+                MqttOptions::new(&mqtt.client_id, path.to_string_lossy().into_owned(), 0);
+            options.set_transport(Transport::Unix);
+            options
+        }
+        None => MqttOptions::new(&mqtt.client_id, &mqtt.host, mqtt.port),
+    };
     options
         .set_keep_alive(mqtt.keepalive.max(Duration::from_secs(1)))
         .set_max_packet_size(MAX_INCOMING_PACKET, MAX_INCOMING_PACKET)
