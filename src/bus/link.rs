@@ -172,8 +172,19 @@ impl Link {
         let line = self.settings.line;
         self.wait_for_silence(timing).await;
         let started = Instant::now();
-        if let Err(e) = self.stream.write_all(frame).await {
-            return Err(BusError::PortDown(e.to_string()));
+        // A port that takes no request (a stuck adapter, a server that stopped reading)
+        // must not hold the bus: it fails, and is opened again. The time is spent only
+        // where the write waits.
+        let limit = line.chars(frame.len() as f64) + timing.timeout;
+        match tokio::time::timeout(limit, self.stream.write_all(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(BusError::PortDown(e.to_string())),
+            Err(_) => {
+                return Err(BusError::PortDown(format!(
+                    "the port took no request within {}",
+                    humantime::format_duration(crate::clock::to_ms(limit))
+                )));
+            }
         }
         // The answer cannot be complete before the request and the answer have crossed
         // the line; the timeout is the device's time to think on top of that.
@@ -343,5 +354,37 @@ fn decode(answer: &[u8]) -> Result<Response, BusError> {
         }
         _ => Response::try_from(tokio_modbus::bytes::Bytes::copy_from_slice(pdu))
             .map_err(|e| BusError::BadFrame(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::UnitId;
+
+    #[tokio::test]
+    async fn a_port_that_takes_no_request_fails_instead_of_holding_the_bus() {
+        let config = crate::config::parse(
+            "[bus]\nport = \"/dev/null\"\ntimeout = \"50ms\"\nretries = 0\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        // Room for 2 bytes, and nobody reads them: the 8-byte request never goes out.
+        let (port, _held) = tokio::io::duplex(2);
+        let mut link = Link::new(Box::new(port), &config.bus, Arc::default());
+        let unit = UnitId::new(1).unwrap();
+        let request = Request::ReadHoldingRegisters(0, 1);
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            link.transact(unit, &request, config.bus.timing, 0),
+        )
+        .await
+        .expect("the bus is not held");
+        assert!(
+            matches!(&result, Err(BusError::PortDown(e)) if e.contains("took no request")),
+            "{result:?}"
+        );
     }
 }

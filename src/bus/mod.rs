@@ -491,6 +491,13 @@ impl Line {
         }
     }
 
+    /// Nothing more to wait for until the next job.
+    fn rest(&mut self) {
+        if let Some(link) = &mut self.link {
+            link.rest();
+        }
+    }
+
     /// Waits for the port to reopen, or for bytes while answers are overdue.
     async fn idle(&mut self) {
         match self.link.as_mut() {
@@ -616,9 +623,7 @@ impl BusTask {
             if waiting.is_empty() && self.commands.is_closed() && self.polls.is_closed() {
                 break;
             }
-            if let Some(link) = &mut line.link {
-                link.rest();
-            }
+            line.rest();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
